@@ -1,0 +1,204 @@
+"""FaceSet: aligned 128x128 faces with everything the course knows about each one.
+
+A prepared set on disk is a folder of ``.npy`` arrays (memory-mapped on load, so even all of
+UTKFace opens in milliseconds) plus ``faceset.json`` describing it:
+
+================  ===========================  ==========================================
+file              dtype, shape                 meaning
+================  ===========================  ==========================================
+faces.npy         uint8  (N, S, S, 3)          aligned RGB face crops
+masks.npy         uint8  (N, S, S)             1 inside the face region (forehead included)
+landmarks68.npy   float32 (N, 68, 2)           dlib-ordered landmarks, x/y pixels in the crop
+labels.npy        int32  (N, 4)                age, gender, race, identity (-1 = unknown)
+faceset.json      -                            format, size, sources (file names), meta
+================  ===========================  ==========================================
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .utility import encode_utility, reduce_68_to_7
+
+FORMAT = "upgan-faceset"
+FORMAT_VERSION = 1
+_ARRAYS = ("faces", "masks", "landmarks68", "labels")
+
+
+class NotAPreparedSet(ValueError):
+    """Raised when a folder is not a prepared FaceSet."""
+
+
+@dataclass
+class FaceSet:
+    faces: np.ndarray  # uint8 (N, S, S, 3) RGB
+    masks: np.ndarray  # uint8 (N, S, S) in {0, 1}
+    landmarks68: np.ndarray  # float32 (N, 68, 2)
+    age: np.ndarray  # int (N,), -1 unknown
+    gender: np.ndarray  # int (N,), 0 male 1 female, -1 unknown
+    race: np.ndarray  # int (N,), 0..4, -1 unknown
+    identity: np.ndarray  # int (N,), -1 unknown
+    sources: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.faces)
+        if self.faces.ndim != 4 or self.faces.shape[-1] != 3 or self.faces.shape[1] != self.faces.shape[2]:
+            raise ValueError(f"faces must be (N, S, S, 3), got {self.faces.shape}")
+        for name in ("masks", "landmarks68", "age", "gender", "race", "identity"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries, faces has {n}")
+        if self.masks.shape[1:] != self.faces.shape[1:3]:
+            raise ValueError(f"masks must be (N, S, S) like the faces, got {self.masks.shape}")
+        if self.landmarks68.shape[1:] != (68, 2):
+            raise ValueError(f"landmarks68 must be (N, 68, 2), got {self.landmarks68.shape}")
+        if not self.sources:
+            self.sources = [f"#{i}" for i in range(n)]
+        if len(self.sources) != n:
+            raise ValueError(f"sources has {len(self.sources)} entries, faces has {n}")
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def size(self) -> int:
+        return int(self.faces.shape[1])
+
+    def points7(self) -> np.ndarray:
+        """The paper's 7 landmarks, (N, 7, 2) pixels."""
+        return reduce_68_to_7(self.landmarks68)
+
+    def utility(self) -> np.ndarray:
+        """(N, 17) float32 utility vectors; unknown attributes must have been filled first."""
+        for name in ("age", "gender", "race"):
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(
+                    f"{np.sum(getattr(self, name) < 0)} faces have no {name} label: fill them "
+                    "(fixed values or the attribute estimator) before building utility vectors"
+                )
+        return encode_utility(self.age, self.gender, self.race, self.points7(), size=self.size)
+
+    def mask2(self) -> np.ndarray:
+        """Two-channel mask target (N, 2, S, S) float32: channel 0 face, channel 1 background."""
+        m = self.masks.astype(np.float32)
+        return np.stack([m, 1.0 - m], axis=1)
+
+    def subset(self, index) -> "FaceSet":
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return FaceSet(
+            faces=np.asarray(self.faces[idx]),
+            masks=np.asarray(self.masks[idx]),
+            landmarks68=np.asarray(self.landmarks68[idx]),
+            age=np.asarray(self.age[idx]),
+            gender=np.asarray(self.gender[idx]),
+            race=np.asarray(self.race[idx]),
+            identity=np.asarray(self.identity[idx]),
+            sources=[self.sources[i] for i in idx],
+            meta=dict(self.meta),
+        )
+
+    # ------------------------------------------------------------------ disk
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the set atomically (arrays first, ``faceset.json`` last)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        labels = np.stack([self.age, self.gender, self.race, self.identity], axis=1).astype(np.int32)
+        arrays = {
+            "faces": np.ascontiguousarray(self.faces, dtype=np.uint8),
+            "masks": np.ascontiguousarray(self.masks, dtype=np.uint8),
+            "landmarks68": np.ascontiguousarray(self.landmarks68, dtype=np.float32),
+            "labels": labels,
+        }
+        for name, arr in arrays.items():
+            tmp = folder / f".{name}.npy.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, folder / f"{name}.npy")
+        info = {"format": FORMAT, "version": FORMAT_VERSION, "count": len(self), "size": self.size,
+                "sources": list(self.sources), "meta": self.meta}
+        tmp = folder / ".faceset.json.tmp"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, folder / "faceset.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, mmap: bool = True) -> "FaceSet":
+        """Open a prepared set; arrays are memory-mapped unless ``mmap=False``."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise NotAPreparedSet(f"{folder}: no such folder. Make one with `upgan prepare utkface|identities --out {folder}`.")
+        info_path = folder / "faceset.json"
+        if not info_path.exists():
+            raise NotAPreparedSet(
+                f"{folder} is not a prepared face set (no faceset.json). Prepare raw data first with "
+                f"`upgan prepare utkface --source <UTKFace.tar.gz or folder> --out {folder}`."
+            )
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as e:
+            raise NotAPreparedSet(f"{info_path}: unreadable ({e}); delete the folder and prepare it again.") from e
+        if info.get("format") != FORMAT or info.get("version") != FORMAT_VERSION:
+            raise NotAPreparedSet(
+                f"{info_path}: format {info.get('format')!r} v{info.get('version')}, expected {FORMAT!r} "
+                f"v{FORMAT_VERSION}; prepare the data again with this version of the course."
+            )
+        arrays = {}
+        for name in _ARRAYS:
+            p = folder / f"{name}.npy"
+            if not p.exists():
+                raise NotAPreparedSet(f"{folder}: {p.name} is missing; the set is incomplete, prepare it again.")
+            arrays[name] = np.load(p, mmap_mode="r" if mmap else None)
+            if len(arrays[name]) != info["count"]:
+                raise NotAPreparedSet(f"{p}: {len(arrays[name])} rows but faceset.json says {info['count']}; prepare it again.")
+        labels = np.asarray(arrays["labels"])
+        return cls(faces=arrays["faces"], masks=arrays["masks"], landmarks68=arrays["landmarks68"],
+                   age=labels[:, 0], gender=labels[:, 1], race=labels[:, 2], identity=labels[:, 3],
+                   sources=list(info["sources"]), meta=dict(info.get("meta", {})))
+
+    @staticmethod
+    def concatenate(sets: list["FaceSet"]) -> "FaceSet":
+        return FaceSet(
+            faces=np.concatenate([s.faces for s in sets]),
+            masks=np.concatenate([s.masks for s in sets]),
+            landmarks68=np.concatenate([s.landmarks68 for s in sets]),
+            age=np.concatenate([s.age for s in sets]),
+            gender=np.concatenate([s.gender for s in sets]),
+            race=np.concatenate([s.race for s in sets]),
+            identity=np.concatenate([s.identity for s in sets]),
+            sources=[x for s in sets for x in s.sources],
+            meta=dict(sets[0].meta) if sets else {},
+        )
+
+
+def split_photos_by_identity(identity: np.ndarray, test_fraction: float = 0.3, seed: int = 0,
+                             min_photos: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-set split: every identity appears in both train and test (held-out photos).
+
+    Raises a clear error when an identity has fewer than ``min_photos`` photos instead of
+    silently dropping it.
+    """
+    identity = np.asarray(identity)
+    if np.any(identity < 0):
+        raise ValueError(f"{np.sum(identity < 0)} faces have no identity label; identification needs labelled faces")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    ids, counts = np.unique(identity, return_counts=True)
+    small = ids[counts < min_photos]
+    if len(small):
+        raise ValueError(
+            f"{len(small)} identities have fewer than {min_photos} photos (e.g. identity {small[0]}): a closed-set "
+            "split needs at least one photo to train on and one to test; remove them or add photos"
+        )
+    for ident in ids:
+        idx = rng.permutation(np.flatnonzero(identity == ident))
+        n_test = min(len(idx) - 1, max(1, int(round(len(idx) * test_fraction))))
+        test.extend(idx[:n_test])
+        train.extend(idx[n_test:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(test, dtype=np.int64))
