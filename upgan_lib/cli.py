@@ -12,6 +12,7 @@ import sys
 from . import __version__
 
 SUBCOMMANDS = {
+    "download": ("upgan_lib.download", "fetch / unpack / verify the official archives into the data root (Colab)"),
     "prepare": ("upgan_lib.prepare", "raw UTKFace / identity photos -> aligned, labelled 128x128 face set"),
     "train": ("upgan_lib.train", "train UP-GAN (resumable, mixed precision on GPU)"),
     "evaluate": ("upgan_lib.evaluate", "build Table 1: identification accuracy, FID/KID, utility"),

@@ -30,7 +30,7 @@ Choices the paper leaves open, made here (and what to change):
 * The perceptual network is frozen: its parameters get no gradient, it always runs in eval mode
   (dropout off, batch-norm statistics fixed), and the real image's features are computed without
   a graph. Inputs are in the course's [-1, 1] range; the network maps them to the
-  normalisation it expects itself (ImageNet mean/std for VGG, see ``FaceIdentifier.normalise``).
+  normalisation it expects itself (ImageNet mean/std for VGG, see ``identity_net.VGGTrunk.normalise``).
 
 :class:`UPGANLoss` combines the parts for training and for the ablation study: it takes
 :class:`LossWeights` and the enabled subset (``"adv,l2,mask,perceptual"``) and returns the

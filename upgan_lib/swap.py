@@ -16,10 +16,11 @@ landmarks. Swapping it in is the inverse:
 4. **blend** - Poisson blending (Perez, Gangnet & Blake, *Poisson image editing*, 2003; OpenCV's
    ``cv2.seamlessClone``): inside the mask the result keeps the *gradients* of the generated face,
    on the mask's boundary it takes the photo's values, so colour and brightness steps vanish.
-   ``seamlessClone`` zeroes the outermost pixel row/column of the mask and misplaces (or rejects)
-   a mask whose bounding box touches the image border; the region is therefore padded by
-   ``pad_px`` reflected pixels first and cropped back after, which also makes faces at the photo
-   border work. ``blend="alpha"`` (feathered alpha) and ``"paste"`` (hard cut) are there to compare.
+   ``seamlessClone`` zeroes the outermost pixel row/column of the mask, misplaces (or rejects)
+   a mask whose bounding box touches the image border, and keeps the photo's gradients in a
+   3-pixel rim inside the mask; the region is therefore padded by ``pad_px`` pixels first (photo
+   reflected, mask replicated) and cropped back after, so faces cut by the photo border are
+   replaced right up to the border. ``blend="alpha"`` (feathered alpha) and ``"paste"`` (hard cut) are there to compare.
 5. **check** (fail closed) - the swapped mask must cover at least ``min_coverage`` of the inner
    face (convex hull of brows, eyes, nose and mouth landmarks); otherwise :class:`SwapError`
    is raised and the caller greys the face out (:func:`grey_out`) instead of leaving it clear.
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+
+from .align import apply_matrix, matrix_scale
 
 BLENDS = ("poisson", "alpha", "paste")
 #: dlib-68 indices of the inner face (brows 17-26, nose 27-35, eyes 36-47, mouth 48-67): the part
@@ -138,18 +141,6 @@ def blend_mask(prob: np.ndarray, cfg: SwapConfig = SwapConfig()) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # geometry helpers
 # ---------------------------------------------------------------------------------------------
-def transform_points(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 affine matrix to (K, 2) points."""
-    m = np.asarray(matrix, np.float64)
-    return np.asarray(pts, np.float64) @ m[:, :2].T + m[:, 2]
-
-
-def matrix_scale(matrix: np.ndarray) -> float:
-    """Uniform scale of a 2x3 similarity (sqrt of |det| of its linear part)."""
-    m = np.asarray(matrix, np.float64)
-    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-
-
 def clamp_box(box, width: int, height: int) -> tuple:
     """Clamp (x0, y0, x1, y1) to the image; returns ints (may be empty: x1 <= x0)."""
     x0, y0, x1, y1 = box
@@ -213,11 +204,18 @@ def _lab_transfer(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> np.ndar
 
 
 def _poisson(src: np.ndarray, dst: np.ndarray, mask: np.ndarray, pad: int) -> np.ndarray:
-    """seamlessClone of src into dst (same size) under mask, robust at the region border."""
-    pad = max(2, int(pad))
+    """seamlessClone of src into dst (same size) under mask, robust at the region border.
+
+    The region is padded: photo and face by reflection, the mask by replication - so where the
+    mask was cut by the photo's border it continues into the padding and the clone's boundary
+    (where the photo's values are imposed, and OpenCV's 3-pixel rim that keeps the photo's
+    gradients) lies outside the photo instead of leaving a strip of the original face at its edge.
+    """
+    pad = max(6, int(pad))
     srcp = cv2.copyMakeBorder(src, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     dstp = cv2.copyMakeBorder(dst, pad, pad, pad, pad, cv2.BORDER_REFLECT)
-    maskp = cv2.copyMakeBorder(mask.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    maskp = cv2.copyMakeBorder(mask.astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    maskp[:2], maskp[-2:], maskp[:, :2], maskp[:, -2:] = 0, 0, 0, 0  # clone needs a zero frame
     x, y, w, h = cv2.boundingRect(maskp)
     # OpenCV places the clone at p - (w // 2, h // 2): this centre puts it exactly where it was
     centre = (x + w // 2, y + h // 2)
@@ -259,13 +257,14 @@ def swap_face(photo: np.ndarray, face: np.ndarray, prob: np.ndarray, matrix: np.
 
     mask_a = blend_mask(prob, cfg)
     if mask_a.sum() == 0:
-        raise SwapError("mask_empty", f"generator mask is empty after threshold {cfg.mask_threshold} and erosion {cfg.erode_px} px")
+        raise SwapError("mask_empty", f"generator mask is empty after threshold {cfg.mask_threshold} "
+                                      f"and erosion {cfg.erode_px} px")
 
     # region of interest: the mask's bounding box mapped into the photo, clamped
     ys, xs = np.nonzero(mask_a)
     corners = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
                         [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
-    ic = transform_points(inv, corners)
+    ic = apply_matrix(inv, corners)
     box = clamp_box((ic[:, 0].min() - 1, ic[:, 1].min() - 1, ic[:, 0].max() + 2, ic[:, 1].max() + 2), w, h)
     x0, y0, x1, y1 = box
     if x1 - x0 < 2 or y1 - y0 < 2:
@@ -339,6 +338,7 @@ class SceneFace:
     landmarks68: np.ndarray  # (68, 2) float32 image pixels
     source: str = ""  # FaceSet source of the face
     score: float = 1.0
+    to_crop: np.ndarray | None = None  # 2x3 similarity: photo pixels -> the source face's 128 crop
 
 
 @dataclass
@@ -356,7 +356,8 @@ def background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
         col = tuple(float(v) for v in rng.uniform(30, 230, 3))
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         if rng.random() < 0.5:
-            cv2.rectangle(img, (x, y), (x + int(rng.integers(20, width // 2)), y + int(rng.integers(20, height // 2))), col, -1)
+            w2, h2 = int(rng.integers(20, width // 2)), int(rng.integers(20, height // 2))
+            cv2.rectangle(img, (x, y), (x + w2, y + h2), col, -1)
         else:
             cv2.circle(img, (x, y), int(rng.integers(10, max(11, height // 4))), col, -1)
     img = cv2.GaussianBlur(img, (0, 0), 2.0)
@@ -399,9 +400,9 @@ def compose_scene(faces, indices, size=(640, 480), centres=None, face_widths=Non
                             borderMode=cv2.BORDER_REPLICATE)
         wa = cv2.warpAffine(disc, m, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
         img = wf * wa + img * (1 - wa)
-        l68 = transform_points(m, faces.landmarks68[i]).astype(np.float32)
+        l68 = apply_matrix(m, faces.landmarks68[i]).astype(np.float32)
         x0, y0 = l68[:, 0].min(), l68[17:27, 1].min()
         x1, y1 = l68[:, 0].max(), l68[:, 1].max()
         out_faces.append(SceneFace(box=(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))),
-                                   landmarks68=l68, source=faces.sources[i]))
+                                   landmarks68=l68, source=faces.sources[i], to_crop=cv2.invertAffineTransform(m)))
     return Scene(image=np.clip(img, 0, 255).round().astype(np.uint8), faces=out_faces)

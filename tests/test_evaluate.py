@@ -1,0 +1,132 @@
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from upgan_lib import evaluate as E
+from upgan_lib.evaluate import EvalConfig, EvaluationError
+
+
+class StubFeatures:
+    """Cheap stand-in for the Inception features: a fixed random projection of 8x8 thumbnails."""
+
+    def __init__(self, dim=6):
+        self.w = np.random.default_rng(0).normal(size=(8 * 8 * 3, dim))
+
+    def __call__(self, faces):
+        x = torch.from_numpy(np.asarray(faces)).permute(0, 3, 1, 2).float()
+        x = torch.nn.functional.adaptive_avg_pool2d(x, 8).reshape(len(faces), -1).numpy() / 255.0
+        return x @ self.w
+
+
+class StubLandmarker:
+    """Finds the 'face' only when the image is not flat (pixelated/blank faces fail)."""
+
+    def __init__(self, l68):
+        self.l68 = l68
+
+    def detect(self, rgb):
+        if rgb.std() < 30:
+            return []
+        return [SimpleNamespace(landmarks68=self.l68 + 1.0)]
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    cfg = replace(EvalConfig.for_preset("smoke"), attackers=("vgg",), identifier_epochs=1, attribute_epochs=2)
+    ids, utk = E.smoke_data(cfg)
+    return cfg, ids, utk
+
+
+def test_presets_and_bad_config():
+    assert EvalConfig.for_preset("full").ksame_k == 10
+    with pytest.raises(EvaluationError, match="attribute_source"):
+        EvalConfig(attribute_source="guess")
+    with pytest.raises(EvaluationError, match="attackers"):
+        EvalConfig(attackers=("vgg", "human"))
+
+
+def test_identity_with_one_photo_is_refused(smoke):
+    cfg, ids, utk = smoke
+    one = ids.subset(np.r_[0, np.flatnonzero(ids.identity != ids.identity[0])])
+    with pytest.raises(EvaluationError, match="fewer than 2 photos"):
+        E.check_inputs(one, utk)
+    with pytest.raises(EvaluationError, match="fewer than 2 photos"):
+        E.evaluate(one, utk, cfg, fid_features=StubFeatures())
+
+
+def test_mismatched_sizes_are_refused(smoke):
+    from upgan_lib.synthfaces import make_synthfaces
+
+    cfg, ids, _ = smoke
+    small = make_synthfaces(4, 1, seed=1, size=64)
+    with pytest.raises(EvaluationError, match="sizes differ"):
+        E.check_inputs(ids, small)
+
+
+def test_utk_too_small_is_refused(smoke):
+    cfg, ids, utk = smoke
+    with pytest.raises(EvaluationError, match="needs at least"):
+        E.split_utk(utk.subset(np.arange(10)), cfg)
+
+
+def test_run_dir_without_checkpoint(tmp_path):
+    with pytest.raises(EvaluationError, match="no such folder"):
+        E.load_upgan(tmp_path / "nope")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(EvaluationError, match="holds no checkpoint"):
+        E.load_upgan(tmp_path / "run")
+
+
+def test_cli_reports_bad_input_without_computing(tmp_path, capsys):
+    from upgan_lib.cli import main
+
+    (tmp_path / "run").mkdir()
+    rc = main(["evaluate", "--preset", "smoke", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "holds no checkpoint" in capsys.readouterr().out
+    rc = main(["evaluate", "--preset", "smoke", "--identities", str(tmp_path / "x"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "both --identities and --utkface" in capsys.readouterr().out
+    rc = main(["evaluate", "--preset", "smoke", "--identities", str(tmp_path), "--utkface", str(tmp_path),
+               "--out", str(tmp_path / "o")])
+    assert rc == 2 and "not a prepared face set" in capsys.readouterr().out
+    assert not (tmp_path / "o" / "table1.md").exists()
+
+
+def test_landmark_errors_count_failures(small_synthfaces):
+    d = small_synthfaces
+    l68 = np.asarray(d.landmarks68[0])
+    faces = np.asarray(d.faces[:4]).copy()
+    faces[1] = 128  # flat: no face found
+    out = E.landmark_errors(faces, d.points7()[:4] * 0 + E.reduce_68_to_7(l68), StubLandmarker(l68))
+    assert out["landmark_failed"] == 1 and out["landmark_n"] == 4
+    assert out["landmark_err"] == pytest.approx(np.sqrt(2))
+
+
+def test_full_table_on_synthfaces_with_stubs(smoke, tmp_path):
+    cfg, ids, utk = smoke
+    l68 = np.asarray(ids.landmarks68[0])
+
+    def upgan(u):
+        return torch.zeros(len(u), 3, 128, 128), torch.zeros(len(u), 2, 128, 128)
+
+    logs = []
+    res = E.evaluate(ids, utk, cfg, upgan=upgan, ksame_net=None, fid_features=StubFeatures(),
+                     landmarker=StubLandmarker(l68), log=logs.append, out_dir=tmp_path)
+    names = [r["method"] for r in res.rows]
+    assert names == ["none", "blur-5", "blur-15", "blur-25", "pixelate-5", "pixelate-15", "pixelate-25", "k-same", "up-gan"]
+    assert "k-same-net" in res.info["skipped"]
+    none = res.row("none")
+    assert none["fid_paired"] == pytest.approx(0.0, abs=1e-6) and none["tm2_vgg"] == none["tm1_vgg"]
+    assert res.row("up-gan")["landmark_failed"] == cfg.utility_images  # flat faces: nothing re-detected
+    for r in res.rows:
+        assert 0 <= r["tm1_vgg"] <= 1 and 0 <= r["gender_acc"] <= 1 and np.isfinite(r["fid_realism"])
+    paths = E.write_outputs(res, tmp_path)
+    md = paths["md"].read_text()
+    assert md.splitlines()[0].startswith("| Method | TM-I VGG-19 | TM-II VGG-19 | FID realism")
+    assert "Real-vs-real floor at n=3" in md and "Not measured: k-same-net" in md
+    assert len(paths["csv"].read_text().splitlines()) == 10
+    assert paths["png"].stat().st_size > 1000
+    assert (tmp_path / "attribute_estimator.safetensors").exists()
+    assert any("held-out photos" in line for line in logs)

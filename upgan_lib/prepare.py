@@ -1,0 +1,563 @@
+"""`upgan prepare`: raw UTKFace or identity photos -> a prepared FaceSet plus a JSON report.
+
+For every input image: decode it (:func:`upgan_lib.rawfiles.decode_image`), find the face and its
+68 landmarks (:class:`upgan_lib.landmarks.FaceLandmarker`), warp it into the canonical 128x128
+frame (:func:`upgan_lib.align.align_face`) and draw its face mask (:func:`upgan_lib.align.face_mask`).
+Labels come from UTKFace's file names (:mod:`upgan_lib.utkface`) or from the identity listing
+(:mod:`upgan_lib.identities`). The result is written with :meth:`FaceSet.save` (memory-mapped on
+load) together with ``report.json``:
+
+* ``inputs`` = ``kept`` + sum of ``skipped`` (checked), with every skipped file named by reason
+  (``skipped_files``, up to ``REPORT_NAMES_PER_REASON`` names per reason);
+* ``detection_paths``: how many kept faces each detector attempt found (see ``landmarks.py``);
+* ``repaired`` (UTKFace names read despite damage), ``several_faces_kept_largest``, image
+  ``conversions`` (grey-scale, alpha, ...), ``seconds`` and ``images_per_second``.
+
+Caching: the output folder remembers a *fingerprint* of the source (archive size and mtime, or
+every file's name, size and mtime), the options and the code version. Running again with the same
+fingerprint just loads the set; any change re-prepares it (``--force`` always does).
+
+Archives are read directly (``.tar.gz`` streamed once, nothing extracted) and the source may be
+read-only. Work is spread over ``--workers`` processes, each with its own dlib models.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .align import ALIGNED_SIZE, align_face, face_mask
+from .config import cache_dir
+from .config import data_root as _data_root
+from .faceset import FaceSet, NotAPreparedSet
+from .landmarks import DetectConfig, FaceLandmarker, default_landmarker
+from .rawfiles import BadImage, RawSource, SourceError, decode_image
+
+#: Bump when the prepared output changes for the same input (also part of the fingerprint).
+PIPELINE_VERSION = 1
+DATASETS = ("utkface", "identities")
+REPORT_NAME = "report.json"
+REPORT_NAMES_PER_REASON = 200
+#: Looked for in the data root, in this order, when no --source is given.
+DEFAULT_SOURCES = {
+    "utkface": ("UTKFace.tar.gz", "UTKFace", "utkface-new.zip"),
+    "identities": ("celeba-identities.tar.gz", "celeba-identities", "facescrub", "lfw.tgz", "lfw"),
+}
+#: The box (fractions of width, height) where faces sit in UTKFace's 200x200 crops: the median
+#: detector box over the whole set is (15, 15, 194, 194) pixels.
+UTKFACE_FACE_BOX = (0.075, 0.075, 0.97, 0.97)
+_CODE_FILES = ("rawfiles.py", "landmarks.py", "align.py", "utkface.py", "identities.py", "prepare.py", "utility.py")
+
+
+class PrepareError(RuntimeError):
+    """Preparation cannot start or cannot finish; the message says what to do."""
+
+
+@dataclass
+class PrepareConfig:
+    """Options of one preparation run (all but ``workers`` and ``progress`` enter the fingerprint).
+
+    size: side of the aligned crops (128 in the paper). limit: prepare only this many inputs
+    (UTKFace: evenly spaced over the name-sorted list, so the sample spans all ages; identities:
+    the first ones in identity order, so identities stay whole). workers: processes (None = all
+    CPUs). max_side: photos with a longer side are shrunk first (detection time grows with area).
+    min_face: detector boxes narrower than this many source pixels are skipped as
+    ``face_too_small`` (blown up 4x they would be mostly blur). fallback_box: UTKFace only -- when
+    no detector attempt finds the face, fit the landmarks in the fixed box where UTKFace's faces
+    sit (``UTKFACE_FACE_BOX``) instead of skipping the image.
+    """
+
+    size: int = ALIGNED_SIZE
+    limit: int | None = None
+    workers: int | None = None
+    max_side: int = 1024
+    min_face: int = 32
+    fallback_box: bool = False
+
+    @classmethod
+    def for_preset(cls, preset: str) -> "PrepareConfig":
+        """``smoke``: a 200-image sample on one process; ``full``: everything on all CPUs."""
+        if preset == "smoke":
+            return cls(limit=200, workers=1)
+        if preset == "full":
+            return cls()
+        raise ValueError(f"unknown preset {preset!r}: use 'smoke' or 'full'")
+
+    def detect_config(self, dataset: str) -> DetectConfig:
+        if dataset == "utkface":
+            d = DetectConfig.for_kind("crops")
+            if self.fallback_box:
+                d = dataclasses.replace(d, fallback_box=UTKFACE_FACE_BOX)
+            return d
+        return DetectConfig.for_kind("photos")
+
+
+@dataclass
+class PrepareResult:
+    faceset: FaceSet
+    report: dict
+    out: Path
+    cached: bool = False
+
+
+@dataclass
+class _Input:
+    name: str
+    labels: tuple[int, int, int, int]  # age, gender, race, identity
+    problem: str | None = None
+    message: str = ""
+    note: str = ""  # e.g. why a name counts as repaired
+
+
+@dataclass
+class _Tally:
+    skipped: dict = field(default_factory=dict)  # reason -> [(name, message)]
+    paths: dict = field(default_factory=dict)
+    conversions: dict = field(default_factory=dict)
+    several: list = field(default_factory=list)
+
+    def skip(self, reason: str, name: str, message: str) -> None:
+        self.skipped.setdefault(reason, []).append((name, message))
+
+
+# ---------------------------------------------------------------------------- sources
+def default_source(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The first of ``DEFAULT_SOURCES[dataset]`` present in the data root."""
+    _check_dataset(dataset)
+    base = _data_root(root)
+    for cand in DEFAULT_SOURCES[dataset]:
+        if (base / cand).exists():
+            return base / cand
+    raise PrepareError(
+        f"no {dataset} source found in the data root {base} (looked for {', '.join(DEFAULT_SOURCES[dataset])}). "
+        f"Pass --source PATH, set UPGAN_DATA to the folder holding the archive, or see `python -m "
+        f"upgan_lib.download --help` for where to get it."
+    )
+
+
+def default_out(dataset: str, limit: int | None = None, cache: str | os.PathLike | None = None) -> Path:
+    """``<cache>/prepared/<dataset>`` (``-limitN`` appended for a limited run); ``cache`` defaults to
+    :func:`upgan_lib.config.cache_dir`."""
+    return cache_dir(cache) / "prepared" / (dataset + (f"-limit{limit}" if limit else ""))
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise PrepareError(f"unknown data set {dataset!r}: use one of {', '.join(DATASETS)}")
+
+
+def _spread(n: int, k: int) -> np.ndarray:
+    """k indices evenly spaced over range(n) (all of them if k >= n)."""
+    if k >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Input], dict]:
+    """All inputs (usable or not) after the limit, plus listing facts for the report."""
+    facts: dict = {}
+    if dataset == "utkface":
+        from .utkface import list_utkface
+
+        listing = list_utkface(src)
+        labels = listing.labels
+        if limit:
+            labels = [labels[i] for i in _spread(len(labels), limit)]
+        inputs = [_Input(lab.name, (lab.age, lab.gender, lab.race, -1),
+                         None if lab.usable else lab.status, "" if lab.usable else lab.note,
+                         lab.note if lab.status == "repaired" else "") for lab in labels]
+        facts["ignored_files"] = listing.ignored
+        return inputs, facts
+    from .identities import list_identity_photos
+
+    listing = list_identity_photos(src)
+    photos = listing.photos[:limit] if limit else listing.photos
+    inputs = [_Input(p.name, (-1, -1, -1, p.identity), p.problem, p.message) for p in photos]
+    facts.update(layout=listing.layout, identity_file=listing.identity_file,
+                 identity_names={str(k): v for k, v in listing.identity_names.items()},
+                 bad_identity_lines=[f"line {i}: {t}" for i, t in listing.bad_lines], unlisted_files=listing.unlisted)
+    return inputs, facts
+
+
+# ---------------------------------------------------------------------------- fingerprint
+def code_version() -> str:
+    """Hash of the code that shapes a prepared set (this pipeline's modules and dlib's version)."""
+    import dlib
+
+    h = hashlib.sha256(f"{PIPELINE_VERSION}|{dlib.__version__}".encode())
+    here = Path(__file__).resolve().parent
+    for f in _CODE_FILES:
+        h.update((here / f).read_bytes())
+    return f"v{PIPELINE_VERSION}-{h.hexdigest()[:12]}"
+
+
+def fingerprint(dataset: str, src: RawSource, cfg: PrepareConfig) -> str:
+    opts = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    blob = json.dumps({"dataset": dataset, "source": src.fingerprint(), "options": opts,
+                       "detect": cfg.detect_config(dataset).as_dict(), "code": code_version()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _cached(out: Path, fp: str) -> PrepareResult | None:
+    rp = out / REPORT_NAME
+    if not (out / "faceset.json").exists() or not rp.exists():
+        return None
+    try:
+        report = json.loads(rp.read_text())
+        if report.get("fingerprint") != fp:
+            return None
+        fs = FaceSet.load(out)
+    except (json.JSONDecodeError, NotAPreparedSet, OSError, ValueError):
+        return None
+    if fs.meta.get("fingerprint") != fp:
+        return None
+    return PrepareResult(fs, report, out, cached=True)
+
+
+# ---------------------------------------------------------------------------- per image
+_WORKER: dict = {}
+
+
+def _init_worker(detect: DetectConfig, size: int, max_side: int, min_face: int) -> None:
+    _WORKER.update(lm=default_landmarker(), detect=detect, size=size, max_side=max_side, min_face=min_face)
+
+
+def process_image(landmarker: FaceLandmarker, data: bytes, name: str, detect: DetectConfig,
+                  size: int = ALIGNED_SIZE, max_side: int = 1024, min_face: int = 32) -> dict:
+    """One image file's bytes -> ``{"ok": True, image, mask, landmarks68, path, n_faces, notes}`` or
+    ``{"ok": False, reason, message, notes}``. Never raises for bad input."""
+    notes: list[str] = []
+    try:
+        rgb, notes = decode_image(data, name, max_side)
+    except BadImage as e:
+        return {"ok": False, "reason": e.reason, "message": e.detail, "notes": notes}
+    try:
+        return _face_from_rgb(landmarker, rgb, detect, size, min_face, notes)
+    except (ValueError, RuntimeError, cv2.error) as e:  # degenerate landmarks, dlib or OpenCV refusing the image
+        return {"ok": False, "reason": "processing_error", "notes": notes,
+                "message": f"detection or alignment failed ({type(e).__name__}: {e})"}
+
+
+def _face_from_rgb(landmarker, rgb, detect, size, min_face, notes) -> dict:
+    search = landmarker.find_face(rgb, detect)
+    if search.face is None:
+        return {"ok": False, "reason": "no_face", "notes": notes,
+                "message": f"no face found (tried {', '.join(search.tried)}); not a face, or too small, turned or hidden"}
+    box_w = search.face.box[2] - search.face.box[0]
+    if box_w < min_face:
+        return {"ok": False, "reason": "face_too_small", "notes": notes,
+                "message": f"the face is only {box_w} px wide (minimum {min_face}); an aligned crop would be mostly blur"}
+    aligned = align_face(rgb, search.face.landmarks68, size)
+    return {"ok": True, "image": aligned.image, "mask": face_mask(aligned.landmarks68, size),
+            "landmarks68": aligned.landmarks68, "path": search.path, "n_faces": search.n_faces, "notes": notes}
+
+
+def _work(item):
+    index, name, data = item
+    if index < 0:  # the reader failed: pass the error through
+        return index, {"ok": False, "reason": "source_error", "message": str(data), "notes": []}
+    if isinstance(data, Exception):
+        return index, {"ok": False, "reason": "read_error", "message": f"cannot read the file ({data})", "notes": []}
+    w = _WORKER
+    return index, process_image(w["lm"], data, name, w["detect"], w["size"], w["max_side"], w["min_face"])
+
+
+def _read_items(src: RawSource, names: list[str], stop: threading.Event, slots: threading.Semaphore | None) -> Iterator:
+    index = {n: i for i, n in enumerate(names)}
+    try:
+        for name, data in src.read_many(names):
+            if slots is not None:
+                while not slots.acquire(timeout=0.5):
+                    if stop.is_set():
+                        return
+            if stop.is_set():
+                return
+            yield index[name], name, data
+    except SourceError as e:
+        yield -1, "", e
+
+
+def _run_workers(src: RawSource, names: list[str], n_workers: int, detect: DetectConfig, cfg: PrepareConfig,
+                 progress: bool, desc: str) -> Iterator:
+    """Yield ``(index, result)`` for every name, in completion order."""
+    from tqdm.auto import tqdm
+
+    init_args = (detect, cfg.size, cfg.max_side, cfg.min_face)
+    bar = tqdm(total=len(names), desc=desc, unit="img", disable=not progress, smoothing=0.05)
+    stop = threading.Event()
+    try:
+        if n_workers <= 1:
+            _init_worker(*init_args)
+            for item in _read_items(src, names, stop, None):
+                yield _work(item)
+                bar.update(1)
+            return
+        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+        chunk = 8
+        slots = threading.Semaphore(n_workers * chunk * 8)  # bounds bytes read ahead of the workers
+        with ctx.Pool(n_workers, initializer=_init_worker, initargs=init_args) as pool:
+            try:
+                for res in pool.imap_unordered(_work, _read_items(src, names, stop, slots), chunksize=chunk):
+                    slots.release()
+                    yield res
+                    bar.update(1)
+            finally:
+                stop.set()
+                pool.terminate()
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------- main entry
+def prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+            cfg: PrepareConfig | None = None, progress: bool = True, force: bool = False,
+            verbose: bool = True, data_root: str | os.PathLike | None = None,
+            cache: str | os.PathLike | None = None) -> PrepareResult:
+    """Prepare ``dataset`` (``"utkface"`` or ``"identities"``) from ``source`` into ``out``.
+
+    Defaults: ``source`` looked up in ``data_root`` (:func:`default_source`; default
+    ``$UPGAN_DATA``), ``out`` under ``cache`` (:func:`default_out`; default ``$UPGAN_CACHE``).
+    Returns the FaceSet (memory-mapped), the report and the folder; ``cached`` says whether an
+    up-to-date earlier result was reused. Raises :class:`PrepareError` for a missing, empty or
+    corrupt source, or when no input gives a face.
+    """
+    _check_dataset(dataset)
+    cfg = cfg or PrepareConfig()
+    if cfg.limit is not None and cfg.limit < 1:
+        raise PrepareError(f"--limit must be at least 1, got {cfg.limit}")
+    source = Path(source).expanduser() if source else default_source(dataset, data_root)
+    out = Path(out).expanduser() if out else default_out(dataset, cfg.limit, cache)
+    try:
+        src = RawSource(source)
+        fp = fingerprint(dataset, src, cfg)
+    except (SourceError, OSError) as e:
+        raise PrepareError(str(e)) from e
+    if not force:
+        hit = _cached(out, fp)
+        if hit is not None:
+            if verbose:
+                print(f"{dataset}: using the prepared set in {out} ({len(hit.faceset)} faces; same source, options "
+                      "and code as when it was made)")
+            return hit
+    t0 = time.time()
+    try:
+        inputs, facts = _inputs(dataset, src, cfg.limit)
+    except SourceError as e:
+        raise PrepareError(str(e)) from e
+    if not inputs:
+        raise PrepareError(f"{source}: no {'image files' if dataset == 'utkface' else 'photos'} found (empty archive "
+                           "or folder?). Check that --source points at the downloaded set.")
+    tally = _Tally()
+    usable = []
+    for inp in inputs:
+        if inp.problem:
+            tally.skip(inp.problem, inp.name, inp.message)
+        else:
+            usable.append(inp)
+    n, s = len(usable), cfg.size
+    faces = np.zeros((n, s, s, 3), np.uint8)
+    masks = np.zeros((n, s, s), np.uint8)
+    lms = np.zeros((n, 68, 2), np.float32)
+    ok = np.zeros(n, bool)
+    n_workers = max(1, min(cfg.workers or _cpu_count(), max(1, n // 16)))
+    names = [u.name for u in usable]
+    detect = cfg.detect_config(dataset)
+    for index, r in _run_workers(src, names, n_workers, detect, cfg, progress, dataset):
+        if index < 0:
+            raise PrepareError(r["message"])
+        for note in r["notes"]:
+            tally.conversions[note] = tally.conversions.get(note, 0) + 1
+        if not r["ok"]:
+            tally.skip(r["reason"], names[index], r["message"])
+            continue
+        faces[index], masks[index], lms[index] = r["image"], r["mask"], r["landmarks68"]
+        ok[index] = True
+        tally.paths[r["path"]] = tally.paths.get(r["path"], 0) + 1
+        if r["n_faces"] > 1:
+            tally.several.append(names[index])
+    seconds = time.time() - t0
+    keep = np.flatnonzero(ok)
+    labels = np.array([usable[i].labels for i in keep], np.int32).reshape(-1, 4)
+    meta = {"dataset": dataset, "source": str(source), "fingerprint": fp, "code_version": code_version(),
+            "detect": detect.as_dict(), "size": s}
+    if "identity_names" in facts:
+        meta["identity_names"] = facts["identity_names"]
+    report = _report(dataset, source, out, fp, cfg, n_workers, inputs, usable, keep, tally, facts, seconds)
+    if len(keep) == 0:
+        _write_report(out, report)
+        raise PrepareError(f"{source}: none of the {len(inputs)} inputs gave a usable face "
+                           f"(skipped: {report['skipped']}); see {out / REPORT_NAME}")
+    fs = FaceSet(faces=faces[keep] if len(keep) < n else faces, masks=masks[keep] if len(keep) < n else masks,
+                 landmarks68=lms[keep], age=labels[:, 0], gender=labels[:, 1], race=labels[:, 2],
+                 identity=labels[:, 3], sources=[usable[i].name for i in keep], meta=meta)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "faceset.json", out / REPORT_NAME):  # invalidate first: a crash leaves no half-valid set
+        stale.unlink(missing_ok=True)
+    fs.save(out)
+    _write_report(out, report)
+    if verbose:
+        print(format_report(report))
+    return PrepareResult(FaceSet.load(out), report, out)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _names(items: list[tuple[str, str]]) -> list[dict]:
+    return [{"name": n, "message": m} for n, m in items[:REPORT_NAMES_PER_REASON]]
+
+
+def _report(dataset, source, out, fp, cfg, n_workers, inputs, usable, keep, tally, facts, seconds) -> dict:
+    skipped = {k: len(v) for k, v in sorted(tally.skipped.items())}
+    attempted = len(usable) - sum(skipped.get(r, 0) for r in ("empty", "truncated", "corrupt", "too_small",
+                                                               "too_large", "read_error"))
+    found = len(keep) + skipped.get("face_too_small", 0)
+    report = {
+        "dataset": dataset, "source": str(source), "out": str(out), "fingerprint": fp,
+        "code_version": code_version(), "upgan_version": __version__,
+        "options": {k: v for k, v in asdict(cfg).items()}, "detect": cfg.detect_config(dataset).as_dict(),
+        "inputs": len(inputs), "kept": int(len(keep)), "skipped": skipped,
+        "skipped_files": {k: _names(v) for k, v in sorted(tally.skipped.items())},
+        "repaired": [{"name": i.name, "note": i.note} for i in inputs if i.note],
+        "detection_rate": round(found / attempted, 5) if attempted else None,
+        "detection_paths": dict(sorted(tally.paths.items())),
+        "several_faces_kept_largest": {"count": len(tally.several), "names": tally.several[:REPORT_NAMES_PER_REASON]},
+        "conversions": dict(sorted(tally.conversions.items())),
+        "seconds": round(seconds, 2), "images_per_second": round(len(usable) / seconds, 2) if seconds > 0 else None,
+        "workers": n_workers,
+    }
+    if dataset == "identities" and len(keep):
+        ids, counts = np.unique([usable[i].labels[3] for i in keep], return_counts=True)
+        report["identities"] = {"count": int(len(ids)), "photos_min": int(counts.min()),
+                                "photos_median": float(np.median(counts)), "photos_max": int(counts.max()),
+                                "with_one_photo": int(np.sum(counts == 1))}
+        report["layout"] = facts.get("layout")
+        report["identity_file"] = facts.get("identity_file")
+        report["bad_identity_lines"] = facts.get("bad_identity_lines", [])[:REPORT_NAMES_PER_REASON]
+        report["unlisted_files"] = {"count": len(facts.get("unlisted_files", [])),
+                                    "names": facts.get("unlisted_files", [])[:20]}
+    if dataset == "utkface":
+        ign = facts.get("ignored_files", [])
+        report["ignored_files"] = {"count": len(ign), "names": ign[:20]}
+    total = report["kept"] + sum(skipped.values())
+    if total != report["inputs"]:  # a bug, never bad input
+        raise AssertionError(f"report does not add up: kept {report['kept']} + skipped {sum(skipped.values())} "
+                             f"!= inputs {report['inputs']}")
+    return report
+
+
+def _write_report(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{REPORT_NAME}.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out / REPORT_NAME)
+
+
+def format_report(report: dict, max_names: int = 8) -> str:
+    """Human-readable summary of a prepare report (what was kept, skipped and why, by name)."""
+    lines = [f"{report['dataset']}: {report['kept']} of {report['inputs']} inputs kept -> {report['out']}"]
+    if report.get("detection_rate") is not None:
+        lines.append(f"  face found on {100 * report['detection_rate']:.2f}% of the decoded images; paths: "
+                     + ", ".join(f"{k} {v}" for k, v in report["detection_paths"].items()))
+    for reason, files in report["skipped_files"].items():
+        lines.append(f"  skipped {report['skipped'][reason]} ({reason}):")
+        for f in files[:max_names]:
+            lines.append(f"    {f['name']}: {f['message']}")
+        if report["skipped"][reason] > max_names:
+            lines.append(f"    ... {report['skipped'][reason] - max_names} more in {REPORT_NAME}")
+    for r in report.get("repaired", []):
+        lines.append(f"  repaired name {r['name']!r}: {r['note']}")
+    sev = report.get("several_faces_kept_largest", {})
+    if sev.get("count"):
+        lines.append(f"  {sev['count']} images held several faces; the largest was kept (e.g. {sev['names'][0]})")
+    if report.get("conversions"):
+        lines.append("  converted: " + ", ".join(f"{k} {v}" for k, v in report["conversions"].items()))
+    if report.get("identities"):
+        i = report["identities"]
+        lines.append(f"  {i['count']} identities, {i['photos_min']}-{i['photos_max']} photos each "
+                     f"(median {i['photos_median']:g})")
+    if report.get("seconds") is not None:
+        lines.append(f"  {report['seconds']:.1f} s, {report['images_per_second']} images/s on {report['workers']} worker(s)")
+    return "\n".join(lines)
+
+
+def load_or_prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                    limit: int | None = None, workers: int | None = None, progress: bool = True,
+                    force: bool = False, verbose: bool = True, cfg: PrepareConfig | None = None,
+                    data_root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> FaceSet:
+    """The prepared FaceSet of ``dataset``: loaded from the cache if it is up to date, prepared otherwise.
+
+    ``limit`` and ``workers`` override the fields of ``cfg`` (default :class:`PrepareConfig`);
+    ``data_root`` and ``cache`` (e.g. a notebook's ``ctx.data_root``, ``ctx.cache_dir``) replace
+    ``$UPGAN_DATA`` and ``$UPGAN_CACHE`` when ``source`` / ``out`` are not given.
+    """
+    cfg = cfg or PrepareConfig()
+    if limit is not None or workers is not None:
+        cfg = PrepareConfig(**{**asdict(cfg), **({"limit": limit} if limit is not None else {}),
+                               **({"workers": workers} if workers is not None else {})})
+    return prepare(dataset, source, out, cfg, progress=progress, force=force, verbose=verbose,
+                   data_root=data_root, cache=cache).faceset
+
+
+def load_report(out: str | os.PathLike) -> dict:
+    """The ``report.json`` of a prepared folder."""
+    p = Path(out) / REPORT_NAME
+    if not p.exists():
+        raise PrepareError(f"{p}: no report; prepare the set first (`upgan prepare ... --out {out}`)")
+    return json.loads(p.read_text())
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=DATASETS, help="utkface (labels from file names) or identities "
+                        "(CelebA identity file, or one folder per identity)")
+    parser.add_argument("--source", help="archive (.tar.gz/.tgz/.tar/.zip) or extracted folder; default: looked up "
+                        "in the data root ($UPGAN_DATA)")
+    parser.add_argument("--out", help="output folder (default: <cache>/prepared/<dataset>[-limitN])")
+    parser.add_argument("--limit", type=int, help="prepare only N inputs (UTKFace: evenly spread over the set)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: all CPUs)")
+    parser.add_argument("--size", type=int, default=ALIGNED_SIZE, help="side of the aligned crops (default 128)")
+    parser.add_argument("--fallback-box", action="store_true", help="UTKFace: when no face is detected, fit the "
+                        "landmarks in the usual face box instead of skipping the image")
+    parser.add_argument("--force", action="store_true", help="prepare again even if the cached set is up to date")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = PrepareConfig(size=args.size, limit=args.limit, workers=args.workers, fallback_box=args.fallback_box)
+    try:
+        res = prepare(args.dataset, args.source, args.out, cfg, progress=not args.no_progress, force=args.force)
+    except PrepareError as e:
+        print(f"upgan prepare: error: {e}", file=sys.stderr)
+        return 2
+    if res.cached:
+        print(format_report(res.report))
+    print(f"report: {res.out / REPORT_NAME}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m upgan_lib.prepare", description=__doc__.strip().splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
