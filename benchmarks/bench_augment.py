@@ -3,7 +3,8 @@
 
 Times the full training-time call (random angle + elastic field, one grid_sample for face and
 mask, Newton inversion of 68 landmarks) on random data, after warm-up. Prints the device.
-On CUDA it synchronises only around the timed loop; the loop itself issues no host syncs.
+On CUDA it synchronises only around the timed loop, and first runs one call under
+``torch.cuda.set_sync_debug_mode("error")`` to confirm that augment itself never waits for the GPU.
 
   python benchmarks/bench_augment.py                      # auto device, batch 256 on CPU / 4096 on GPU
   python benchmarks/bench_augment.py --device cuda --batch 8192 --iters 50 --dtype bf16
@@ -53,6 +54,17 @@ def main(argv=None) -> int:
     for _ in range(3):  # warm-up (cuDNN / allocator / compile)
         fn(faces, masks, points, cfg, generator=gen)
     sync()
+    syncs = "not checked (CPU)"
+    if gpu:  # one call with PyTorch's sync detector armed: any host synchronisation raises
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            fn(faces, masks, points, cfg, generator=gen)
+            syncs = "none"
+        except RuntimeError as e:
+            syncs = f"FOUND ({str(e).splitlines()[0]})"
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        sync()
     t0 = time.perf_counter()
     for _ in range(iters):
         out = fn(faces, masks, points, cfg, generator=gen)
@@ -64,6 +76,7 @@ def main(argv=None) -> int:
     print(f"config: alpha={cfg.alpha} sigma={cfg.sigma} max_angle={cfg.max_angle} field_step={cfg.step} px "
           f"n_iter={cfg.n_iter}  batch={n} size={s} landmarks={args.landmarks} dtype={args.dtype}")
     print(f"augment: {iters * n / dt:,.0f} faces/s  ({dt / iters * 1e3:.2f} ms per batch of {n})")
+    print(f"host synchronisations inside augment: {syncs}")
     if gpu:
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**20:,.0f} MiB")
     return 0

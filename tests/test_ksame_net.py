@@ -3,6 +3,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+
+from upgan_lib.generator import GeneratorConfig
 import torch
 
 from upgan_lib.checkpoint import CheckpointError
@@ -43,7 +45,7 @@ def trained(people10):
 
 def test_presets():
     assert KSameNetConfig.for_preset("full").k == 10  # the paper's Table 1
-    assert KSameNetConfig.for_preset("smoke").generator.width == 1 / 16
+    assert KSameNetConfig.for_preset("smoke").generator.width == GeneratorConfig.for_preset("smoke").width
     with pytest.raises(ValueError, match="group_by"):
         KSameNetConfig(group_by="pixels")
 

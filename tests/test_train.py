@@ -80,9 +80,9 @@ def test_config_rejects_bad_values():
 
 def test_config_differences_ignores_resume_free_settings():
     a = T.TrainConfig.for_preset("smoke")
-    b = replace(a, epochs=9, compile=True, checkpoint_every=7, generator=GeneratorConfig.for_preset("smoke", width=0.125))
+    b = replace(a, epochs=9, compile=True, checkpoint_every=7, generator=GeneratorConfig.for_preset("smoke", width=0.25))
     diffs = T.config_differences(a.to_dict(), b.to_dict())
-    assert diffs == ["generator.width: 0.0625 in the checkpoint, 0.125 now"]
+    assert diffs == ["generator.width: 0.125 in the checkpoint, 0.25 now"]
 
 
 def test_utility_from_landmarks_matches_faceset_utility(tiny):
@@ -244,8 +244,8 @@ def test_existing_run_without_resume_and_other_config_on_resume(tiny, tmp_path):
     T.train(tiny_cfg(epochs=1), tiny, tmp_path / "r", progress=False)
     with pytest.raises(T.TrainError, match="already holds a training run"):
         T.train(tiny_cfg(epochs=1), tiny, tmp_path / "r", progress=False)
-    other = tiny_cfg(epochs=2, generator=GeneratorConfig.for_preset("smoke", width=0.125))
-    with pytest.raises(T.TrainError, match=r"other settings(.|\n)*generator.width: 0.0625 in the checkpoint, 0.125 now"):
+    other = tiny_cfg(epochs=2, generator=GeneratorConfig.for_preset("smoke", width=0.25))
+    with pytest.raises(T.TrainError, match=r"other settings(.|\n)*generator.width: 0.125 in the checkpoint, 0.25 now"):
         T.train(other, tiny, tmp_path / "r", resume=True, progress=False)
     with pytest.raises(T.TrainError, match="trained on other data"):
         T.train(tiny_cfg(epochs=2), make_synthfaces(2, 9, seed=3), tmp_path / "r", resume=True, progress=False)

@@ -31,7 +31,8 @@ At 128 px that is sigma = 18.3, alpha = 710 (RMS 6.3 px). Digits tolerate that; 
 identity and utility live in a few pixels around eyes and mouth, look caricatured. The course
 keeps Simard's correlation length and halves the strength: **sigma = 18, alpha = 350**
 (RMS 3.2 px per axis, max about 12 px; derivatives RMS 0.12, max about 0.5, so the warp does
-not fold and the landmark inversion below converges fast). Use :func:`simard_scaled` to get Simard's exact numbers at any size.
+not fold and the landmark inversion below converges fast). :func:`simard_scaled` gives
+Simard's exact numbers at any size.
 
 Fast smoothing
 --------------
@@ -40,11 +41,11 @@ The field is drawn on a coarse grid with step ``h = max(1, sigma // 4)`` pixels 
 standard deviation scaled by 1/h, which gives exactly the same variance and correlation as the
 fine field), smoothed there by a separable Gaussian of sigma / h coarse cells ("valid"
 convolution over a margin, so the field is statistically the same at the border as in the
-middle), and upsampled bilinearly (node correlation exp(-1/64) between neighbours: the upsampling
-changes the field's statistics by < 1 %). At 128 px, sigma = 18: a 61 x 61 noise grid, a 29-tap
-kernel, then one bilinear upsample. Everything is batched torch on the tensors' device: no
-Python loop over images, no host synchronisation (no ``.item()``, kernels built with
-``torch.arange`` on the device).
+middle), and upsampled bilinearly (neighbouring nodes correlate at exp(-1/64): measured RMS of
+the field and of its derivatives agree with the full-resolution field within 1 %). At 128 px,
+sigma = 18: a 61 x 61 noise grid, a 29-tap kernel, then one bilinear upsample. Everything is
+batched torch on the tensors' device: no Python loop over images, no host synchronisation (no
+``.item()``, kernels built with ``torch.arange`` on the device).
 
 Landmarks: inverting the warp
 -----------------------------
@@ -55,9 +56,10 @@ p_0 = c + R(theta)(q - c), then p <- p - J(p)^-1 (T(p) - q), with the 2 x 2 Jaco
 J = R(-theta) + grad d from central differences of the field (+-0.5 px; five bilinear lookups per
 landmark and iteration, nothing per pixel). Steps are capped at 8 px (a trust region) and where
 det J < 0.05 (a nearly folded warp, no reliable local inverse) the step falls back to the
-fixed-point update p <- c + R(theta)(q - c - d(p)). Measured on 256 x 68 random landmarks at the
-course strength (alpha 350, sigma 18): the worst residual |T(p) - q| is 4.8 px after 1 iteration,
-0.014 after 3, 1e-4 after 4 and 2e-5 (float32 noise) from 5 on; the default ``n_iter = 6``.
+fixed-point update p <- c + R(theta)(q - c - d(p)). Measured on a few thousand random landmarks
+at the course strength (alpha 350, sigma 18, angles up to 30 degrees): the worst residual
+|T(p) - q| is about 4 px after 1 iteration, 0.2 after 2, 0.01 after 3, 1e-4 after 4 and float32
+noise (2e-5 px) from 5 on; the default is ``n_iter = 6``.
 At Simard's full strength (alpha 710) a few landmarks in 10^5 sit on near-folds and need more
 iterations. The residual is returned on request (``return_residual=True``) and the tests check
 it, and that a dot drawn at a landmark is found at the moved landmark within 1.5 px. A plain
@@ -277,7 +279,8 @@ class Warp:
     def warp_images(self, x: torch.Tensor, padding_mode: str = "reflection", mode: str = "bilinear") -> torch.Tensor:
         """Warp (N,C,H,W) images (any C, any float dtype: sampled in float32, returned in x's dtype)."""
         if x.ndim != 4 or x.shape[0] != len(self) or tuple(x.shape[2:]) != self.size:
-            raise ValueError(f"warp_images: expected (N={len(self)}, C, {self.size[0]}, {self.size[1]}), got {tuple(x.shape)}")
+            raise ValueError(f"warp_images: expected (N={len(self)}, C, {self.size[0]}, {self.size[1]}), "
+                             f"got {tuple(x.shape)}")
         y = F.grid_sample(x.float(), self.grid(), mode=mode, padding_mode=padding_mode, align_corners=False)
         return y.to(x.dtype)
 
@@ -317,7 +320,8 @@ class Warp:
                 safe = torch.where(ok, det, torch.ones_like(det))
                 step = torch.stack(((j11 * r[..., 0] - j01 * r[..., 1]) / safe,
                                     (-j10 * r[..., 0] + j00 * r[..., 1]) / safe), dim=-1)
-                fixed = torch.stack((c * r[..., 0] + s * r[..., 1], -s * r[..., 0] + c * r[..., 1]), dim=-1)  # R(theta) r
+                # R(theta) r
+                fixed = torch.stack((c * r[..., 0] + s * r[..., 1], -s * r[..., 0] + c * r[..., 1]), dim=-1)
                 step = torch.where(ok.unsqueeze(-1), step, fixed)
                 # trust region: never move further than max_step px in one iteration
                 norm = step.norm(dim=-1, keepdim=True)
@@ -334,7 +338,10 @@ def sample_warp(n: int, size: tuple[int, int] | int, cfg: AugmentConfig, device=
     """Draw N random warps (angles and elastic fields) on ``device``."""
     if isinstance(size, int):
         size = (size, size)
-    dev = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
+    if device is not None:
+        dev = torch.device(device)
+    else:
+        dev = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(n, 3, device=dev, generator=generator)
     angle = (u[:, 0] * 2 - 1) * cfg.max_angle * (u[:, 1] < cfg.p_rotate)
     disp = None

@@ -81,7 +81,8 @@ class DiscriminatorConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"DiscriminatorConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fake_label >= self.real_label:
-            raise ValueError(f"DiscriminatorConfig: fake_label {self.fake_label} must be below real_label {self.real_label}")
+            raise ValueError(f"DiscriminatorConfig: fake_label {self.fake_label} must be below "
+                             f"real_label {self.real_label}")
 
     @classmethod
     def for_preset(cls, name: str, **overrides) -> "DiscriminatorConfig":

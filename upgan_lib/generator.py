@@ -12,10 +12,10 @@ attribute stream         FC 3 -> 512 -> 512                      512
 landmark stream          FC 14 -> 512 -> 512                     512
 joint                    concat, FC 1024 -> 1024 -> 1024         1024
 to a map                 FC 1024 -> 512*4*4, reshape             512 x 4 x 4
-up block 1..5            2x up, conv 5x5, conv 3x3               512x8, 512x16,
-                                                                 256x32, 128x64,
-                                                                 64x128
-max-pool                 3x3, stride 1, padding 1                64 x 128 x 128
+up block 1..5            2x up, conv 5x5, conv 3x3               512x8, 256x16,
+                                                                 128x32, 64x64,
+                                                                 32x128
+max-pool                 3x3, stride 1, padding 1                32 x 128 x 128
 face head                conv 3x3 -> 3, tanh                     3 x 128 x 128 in [-1, 1]
 mask head                conv 3x3 -> 2 (logits)                  2 x 128 x 128
 =======================  ======================================  ====================
@@ -23,9 +23,11 @@ mask head                conv 3x3 -> 2 (logits)                  2 x 128 x 128
 Every hidden layer is followed by LeakyReLU(0.2) (the chairs network used leaky ReLUs too).
 The two input streams follow the chairs network, which also encoded its two kinds of input
 (class and view) separately before joining them: the 3 attributes and the 14 landmark
-coordinates have very different meanings and scales. Parameter count: 33,937,605 (full; 8.4 M
-of them in the FC layer to the first map); the smoke preset is the same code with every width
-times 1/16 (134,145 parameters).
+coordinates have very different meanings and scales. Parameter count: 25,082,725 (full; 8.4 M
+of them in the FC layer to the first map), 9.1 GFLOP per face forward; channels halve at every
+block as in the chairs network, which keeps a training step (G + D + VGG-19 perceptual) at
+about 80 GFLOP per image. The smoke preset is the same code with every width times 1/8
+(394,593 parameters).
 
 Choices the paper leaves open, made here:
 
@@ -64,7 +66,7 @@ UPSAMPLES = ("nearest", "unpool")
 class GeneratorConfig:
     """Widths and choices of the generator (defaults = the full, paper-sized network).
 
-    width:        multiplier applied to every unit / channel count below (smoke: 1/16).
+    width:        multiplier applied to every unit / channel count below (smoke: 1/8).
     fc_stream:    units of the two FC layers of each input stream (attributes, landmarks).
     fc_joint:     units of the two joint FC layers after concatenation.
     start_size:   side of the first feature map (4: five up blocks to 128).
@@ -81,7 +83,7 @@ class GeneratorConfig:
     fc_stream: int = 512
     fc_joint: int = 1024
     start_size: int = 4
-    channels: tuple[int, ...] = (512, 512, 512, 256, 128, 64)
+    channels: tuple[int, ...] = (512, 512, 256, 128, 64, 32)
     out_size: int = 128
     norm: str = "pixel"
     upsample: str = "nearest"
@@ -101,16 +103,17 @@ class GeneratorConfig:
         if blocks < 1 or self.start_size * 2 ** blocks != self.out_size:
             raise ValueError(
                 f"GeneratorConfig: start_size {self.start_size} with {blocks} up blocks (len(channels) - 1) gives "
-                f"{self.start_size * 2 ** max(blocks, 0)} px, not out_size {self.out_size}; adjust channels or start_size"
+                f"{self.start_size * 2 ** max(blocks, 0)} px, not out_size {self.out_size}; "
+                "adjust channels or start_size"
             )
 
     @classmethod
     def for_preset(cls, name: str, **overrides) -> "GeneratorConfig":
-        """``full``: the paper-sized network; ``smoke``: same layout, widths x 1/16 (CPU, seconds)."""
+        """``full``: the paper-sized network; ``smoke``: same layout, widths x 1/8 (CPU, seconds)."""
         if name == "full":
             cfg = cls()
         elif name == "smoke":
-            cfg = cls(width=1 / 16)
+            cfg = cls(width=1 / 8)
         else:
             raise ValueError(f"unknown preset {name!r}: use 'smoke' or 'full'")
         return replace(cfg, **overrides)

@@ -91,7 +91,7 @@ class KSameNetConfig:
 
     @classmethod
     def for_preset(cls, name: str, **overrides) -> "KSameNetConfig":
-        """``full``: k = 10 and the paper-sized generator; ``smoke``: k = 3, widths x 1/16, 2 epochs."""
+        """``full``: k = 10 and the paper-sized generator; ``smoke``: k = 3, the smoke generator's widths, 2 epochs."""
         if name == "full":
             cfg = cls()
         elif name == "smoke":
