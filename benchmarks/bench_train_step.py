@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     print(f"UP-GAN train step, preset {a.preset}, losses {'+'.join(base.losses)}, {steps} timed steps after "
           f"{warmup} warm-up; torch {torch.__version__}")
     if not gpu:
-        print(f"note: {device} run - not comparable with the GPU target (smoke preset = 1/16-width networks)")
+        print(f"note: {device} run - not comparable with the GPU target (the smoke preset shrinks every network's widths)")
     cols = ["device", "dtype", "compile", "batch", "images/s", "ms/step", "warmup_s", "peak_GiB", "GFLOP/img", "TFLOP/s"]
     print("  ".join(f"{c:>10}" for c in cols))
     for comp in settings:
