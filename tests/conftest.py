@@ -1,7 +1,6 @@
 """Shared fixtures. Real-data tests skip with a reason when the archives are absent."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

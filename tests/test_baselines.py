@@ -136,3 +136,16 @@ def test_generator_of_wrong_size_is_refused(small_synthfaces):
     m = B.generator_method("g", "G", lambda u: torch.zeros(len(u), 3, 64, 64))
     with pytest.raises(ValueError, match="64x64"):
         m(fill_attributes(small_synthfaces, "fixed"))
+
+
+def test_blur_read_as_sigma():
+    f = faces(2, 40)
+    out = B.gaussian_blur_sigma(f, 5)
+    np.testing.assert_array_equal(out, np.stack([cv2.GaussianBlur(x, (0, 0), 5.0) for x in f]))
+    assert out.astype(float).std() < B.gaussian_blur(f, 5).astype(float).std()  # sigma 5 >> 5x5 kernel
+    names = [m.name for m in B.standard_methods(blur_by="sigma")]
+    assert names[1:4] == ["blur-s5", "blur-s15", "blur-s25"]
+    with pytest.raises(ValueError, match="blur_by"):
+        B.standard_methods(blur_by="radius")
+    with pytest.raises(ValueError, match="positive"):
+        B.gaussian_blur_sigma(f, 0)

@@ -119,13 +119,15 @@ def test_full_table_on_synthfaces_with_stubs(smoke, tmp_path):
     assert "k-same-net" in res.info["skipped"]
     none = res.row("none")
     assert none["fid_paired"] == pytest.approx(0.0, abs=1e-6) and none["tm2_vgg"] == none["tm1_vgg"]
+    assert all(np.isfinite(r["fid_utk"]) and np.isfinite(r["kid_utk"]) for r in res.rows)
+    assert res.row("pixelate-25")["fid_utk"] != none["fid_utk"]  # the in-distribution protocol sees the obscuration
     assert res.row("up-gan")["landmark_failed"] == cfg.utility_images  # flat faces: nothing re-detected
     for r in res.rows:
         assert 0 <= r["tm1_vgg"] <= 1 and 0 <= r["gender_acc"] <= 1 and np.isfinite(r["fid_realism"])
     paths = E.write_outputs(res, tmp_path)
     md = paths["md"].read_text()
     assert md.splitlines()[0].startswith("| Method | TM-I VGG-19 | TM-II VGG-19 | FID realism")
-    assert "Real-vs-real floor at n=3" in md and "Not measured: k-same-net" in md
+    assert "FID in-dist" in md.splitlines()[0] and "Real-vs-real floor at n=3" in md and "Not measured: k-same-net" in md
     assert len(paths["csv"].read_text().splitlines()) == 10
     assert paths["png"].stat().st_size > 1000
     assert (tmp_path / "attribute_estimator.safetensors").exists()

@@ -11,6 +11,7 @@ Committed notebooks carry only the small, deterministic outputs that nbval regre
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -54,12 +55,23 @@ def parse_percent(text: str) -> list:
     return cells
 
 
+def stable_cell_ids(cells: list) -> None:
+    """Cell ids from the cell's kind and source, so rebuilding an unchanged cell keeps its id
+    (small diffs); repeated cells get a counter."""
+    seen: dict[str, int] = {}
+    for c in cells:
+        h = hashlib.sha1(f"{c.cell_type}\n{c.source}".encode()).hexdigest()[:10]
+        seen[h] = seen.get(h, 0) + 1
+        c["id"] = h if seen[h] == 1 else f"{h}-{seen[h]}"
+
+
 def build(src: Path, out: Path) -> None:
     cells = parse_percent(src.read_text())
     setup = nbformat.v4.new_code_cell(COLAB_SETUP_SOURCE)
     setup.metadata["tags"] = ["colab-setup"]
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, setup)
+    stable_cell_ids(cells)
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -95,6 +107,7 @@ def refresh(nb_path: Path, timeout: int = 600) -> None:
     client.execute()
     kept = 0
     for c in nb.cells:
+        c.metadata.pop("execution", None)  # timestamps: noise in every diff
         if c.cell_type != "code":
             continue
         if NBVAL_MARK in c.source:
@@ -109,6 +122,7 @@ def refresh(nb_path: Path, timeout: int = 600) -> None:
             c.execution_count = None
     for key in ("widgets",):
         nb.metadata.pop(key, None)
+    stable_cell_ids(nb.cells)
     nbformat.write(nb, nb_path)
     print(f"refreshed {nb_path}: outputs kept in {kept} checked cell(s)")
 

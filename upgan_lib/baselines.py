@@ -93,6 +93,16 @@ def gaussian_blur(faces: np.ndarray, ksize: int) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(f, (ksize, ksize), 0) for f in faces]) if len(faces) else faces.copy()
 
 
+def gaussian_blur_sigma(faces: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur each face with a Gaussian of standard deviation `sigma` px (kernel size from sigma,
+    OpenCV's rule ``2 * round(3 sigma) + 1`` for uint8) - the reading of "Gaussian blur 5" as
+    sigma = 5 px rather than a 5 x 5 kernel."""
+    faces = check_faces(faces)
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    return np.stack([cv2.GaussianBlur(f, (0, 0), float(sigma)) for f in faces]) if len(faces) else faces.copy()
+
+
 def pixelate(faces: np.ndarray, block: int) -> np.ndarray:
     """Replace every ``block x block`` cell by its mean colour (exact, rounded to uint8)."""
     faces = check_faces(faces)
@@ -288,13 +298,21 @@ def module_generator(model: torch.nn.Module, device="cpu") -> Callable:
 
 
 def standard_methods(k: int = KSAME_K, ksame_variant: str = "pixel", ksame_net: Callable | None = None,
-                     upgan: Callable | None = None, device="cpu") -> list[Method]:
+                     upgan: Callable | None = None, device="cpu", blur_by: str = "ksize") -> list[Method]:
     """Table 1's rows in the paper's order. The generator rows are included only when given
-    (``utility -> faces`` callables, e.g. :func:`module_generator` of ``load_generator(run)``)."""
+    (``utility -> faces`` callables, e.g. :func:`module_generator` of ``load_generator(run)``).
+    ``blur_by="ksize"``: blur 5/15/25 are kernel sizes (the default reading); ``"sigma"``: they are
+    standard deviations in px (names ``blur-s5`` ...)."""
     methods = [Method("none", "None (clear)", lambda d: np.array(d.faces), "none")]
     for s in BLUR_SIZES:
-        methods.append(Method(f"blur-{s}", f"Gaussian blur {s}", lambda d, s=s: gaussian_blur(np.asarray(d.faces), s),
-                              "blur", {"ksize": s, "sigma": round(effective_sigma(s), 2)}))
+        if blur_by == "ksize":
+            methods.append(Method(f"blur-{s}", f"Gaussian blur {s}", lambda d, s=s: gaussian_blur(np.asarray(d.faces), s),
+                                  "blur", {"ksize": s, "sigma": round(effective_sigma(s), 2)}))
+        elif blur_by == "sigma":
+            methods.append(Method(f"blur-s{s}", f"Gaussian blur σ={s}",
+                                  lambda d, s=s: gaussian_blur_sigma(np.asarray(d.faces), s), "blur", {"sigma": s}))
+        else:
+            raise ValueError(f"blur_by must be 'ksize' or 'sigma', got {blur_by!r}")
     for s in PIXEL_SIZES:
         methods.append(Method(f"pixelate-{s}", f"Pixelation {s}", lambda d, s=s: pixelate(np.asarray(d.faces), s),
                               "pixelation", {"block": s}))

@@ -95,3 +95,35 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class WidthScaledConfig:
+    """Mixin for the network configs (generator, discriminator): a dataclass with ``width``,
+    ``min_channels`` and ``channels`` fields whose ``smoke`` preset is the same layout with every
+    width times ``SMOKE_WIDTH``."""
+
+    SMOKE_WIDTH: float = 1.0
+
+    @classmethod
+    def for_preset(cls, name: str, **overrides):
+        """``full``: the paper-sized network; ``smoke``: the same layout, widths x ``SMOKE_WIDTH``."""
+        from dataclasses import replace
+
+        if name == "full":
+            cfg = cls()
+        elif name == "smoke":
+            cfg = cls(width=cls.SMOKE_WIDTH)
+        else:
+            raise ValueError(f"unknown preset {name!r}: use 'smoke' or 'full'")
+        return replace(cfg, **overrides)
+
+    def scaled(self, n: int) -> int:
+        """Channel count ``n`` of the full network at this config's width (at least ``min_channels``)."""
+        return max(self.min_channels, int(round(n * self.width)))
+
+    def as_dict(self) -> dict:
+        from dataclasses import fields
+
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["channels"] = list(self.channels)
+        return d

@@ -34,18 +34,21 @@ Choices, each a :class:`DiscriminatorConfig` knob:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .config import WidthScaledConfig
+
 NORMS = ("spectral", "batch", "none")
 
 
 @dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(WidthScaledConfig):
     """Widths, normalisation and label handling of the discriminator (defaults = full preset).
 
     width:        multiplier on every channel count (smoke: 1/16).
@@ -58,6 +61,7 @@ class DiscriminatorConfig:
     min_channels: floor on scaled channel counts.
     """
 
+    SMOKE_WIDTH: ClassVar[float] = 1 / 16
     width: float = 1.0
     channels: tuple[int, ...] = (64, 128, 256, 512, 512)
     in_size: int = 128
@@ -83,25 +87,6 @@ class DiscriminatorConfig:
         if self.fake_label >= self.real_label:
             raise ValueError(f"DiscriminatorConfig: fake_label {self.fake_label} must be below "
                              f"real_label {self.real_label}")
-
-    @classmethod
-    def for_preset(cls, name: str, **overrides) -> "DiscriminatorConfig":
-        """``full``: the network above; ``smoke``: same code, widths x 1/16."""
-        if name == "full":
-            cfg = cls()
-        elif name == "smoke":
-            cfg = cls(width=1 / 16)
-        else:
-            raise ValueError(f"unknown preset {name!r}: use 'smoke' or 'full'")
-        return replace(cfg, **overrides)
-
-    def scaled(self, n: int) -> int:
-        return max(self.min_channels, int(round(n * self.width)))
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["channels"] = list(self.channels)
-        return d
 
 
 class Discriminator(nn.Module):

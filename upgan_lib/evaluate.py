@@ -64,6 +64,7 @@ class EvalConfig:
     test_fraction: float = 0.3
     ksame_k: int = 10
     ksame_variant: str = "pixel"
+    blur_by: str = "ksize"
     attribute_source: str = "estimator"
     attackers: tuple[str, ...] = ("vgg", "dlib")
     dlib_shape_from: str = "box"
@@ -99,6 +100,8 @@ class EvalConfig:
     def __post_init__(self):
         if self.attribute_source not in ("fixed", "estimator"):
             raise EvaluationError(f"attribute_source must be 'fixed' or 'estimator', got {self.attribute_source!r}")
+        if self.blur_by not in ("ksize", "sigma"):
+            raise EvaluationError(f"blur_by must be 'ksize' or 'sigma', got {self.blur_by!r}")
         if self.region not in ("crop", "face"):
             raise EvaluationError(f"region must be 'crop' or 'face', got {self.region!r}")
         bad = set(self.attackers) - {"vgg", "dlib"}
@@ -263,6 +266,7 @@ class EvalContext:
     fid_idx: np.ndarray
     ref_feats: np.ndarray
     clear_feats: np.ndarray
+    utk_clear_feats: np.ndarray
     landmarker: object
     info: dict
     log: Callable = print
@@ -343,10 +347,15 @@ def setup_evaluation(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None =
     fid_idx = np.sort(np.random.default_rng(cfg.seed).permutation(len(test))[:n_fid])
     ref_feats = feats(np.asarray(utk_ref.faces))
     clear_feats = feats(np.asarray(test.faces)[fid_idx])
+    n_fid_utk = min(n_fid, len(utk_util))
+    utk_clear_feats = feats(np.asarray(utk_util.faces)[:n_fid_utk])
     floor = real_floor(ref_feats, min(n_fid, len(ref_feats) // 2), seed=cfg.seed)
     info["fid"] = {"n_obscured": n_fid, "n_real_reference": len(ref_feats), "floor_real_vs_real": floor,
+                   "n_utk_obscured": n_fid_utk,
                    "protocols": {"realism": "obscured identity test photos vs held-out real UTKFace faces",
-                                 "paired": "obscured identity test photos vs the same photos clear"}}
+                                 "paired": "obscured identity test photos vs the same photos clear",
+                                 "in_distribution": "obscured held-out UTKFace faces vs other held-out real UTKFace "
+                                                    "faces (reproduces the paper's ordering with blur read as sigma)"}}
     log(f"FID on {n_fid} obscured test photos; realism reference {len(ref_feats)} real UTKFace faces; "
         f"real-vs-real floor at n={floor['n']}: FID {floor['fid']:.1f}, KID {floor['kid']:.4f}")
     info["timings"]["fid_reference"] = time.perf_counter() - t
@@ -359,7 +368,7 @@ def setup_evaluation(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None =
         except ImportError as e:  # pragma: no cover - landmarks.py is part of the course
             info["skipped"]["landmark_error"] = f"landmarks.py unavailable: {e}"
     return EvalContext(cfg, device, train, test, utk_train, utk_ref, utk_util, estimator, attackers, fitted, feats,
-                       fid_idx, ref_feats, clear_feats, landmarker, info, log, descriptor)
+                       fid_idx, ref_feats, clear_feats, utk_clear_feats, landmarker, info, log, descriptor)
 
 
 def obscure(ctx: EvalContext, method: Method, data: FaceSet) -> np.ndarray:
@@ -401,6 +410,9 @@ def evaluate_method(ctx: EvalContext, method: Method, n_examples: int = 6) -> tu
     # utility
     t1 = time.perf_counter()
     ob_util = obscure(ctx, method, ctx.utk_util)
+    fu = ctx.utk_clear_feats if clear else ctx.features(ob_util[:len(ctx.utk_clear_feats)])
+    row["fid_utk"] = fid_from_features(fu, ctx.ref_feats)
+    row["kid_utk"] = kid(fu, ctx.ref_feats, subset_size=cfg.kid_subset, seed=cfg.seed)[0]
     sc = evaluate_attributes(ctx.estimator, ctx.utk_util, faces=ob_util)
     row.update(age_mae=sc["age_mae"], gender_acc=sc["gender_acc"], race_acc=sc["race_acc"])
     if cfg.landmark_error and ctx.landmarker is not None:
@@ -429,7 +441,7 @@ def table_methods(ctx: EvalContext, upgan: Callable | None = None, ksame_net: Ca
     if upgan is None:
         ctx.info["skipped"]["up-gan"] = "no UP-GAN generator given"
     return standard_methods(ctx.cfg.ksame_k, ctx.cfg.ksame_variant, ksame_net=ksame_net, upgan=upgan,
-                            device=ctx.device)
+                            device=ctx.device, blur_by=ctx.cfg.blur_by)
 
 
 def evaluate(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None = None, device="cpu",
@@ -469,6 +481,8 @@ COLUMNS = [  # key, header, format
     ("kid_realism", "KID realism", "{:.4f}"),
     ("fid_paired", "FID paired", "{:.1f}"),
     ("kid_paired", "KID paired", "{:.4f}"),
+    ("fid_utk", "FID in-dist", "{:.1f}"),
+    ("kid_utk", "KID in-dist", "{:.4f}"),
     ("age_mae", "Age MAE (y)", "{:.1f}"),
     ("gender_acc", "Gender acc", "{:.3f}"),
     ("race_acc", "Race acc", "{:.3f}"),
@@ -507,7 +521,9 @@ def to_markdown(result: EvalResult) -> str:
         "TM-II: on clear + obscured photos.",
         f"FID/KID: standard Inception-v3 pool features; {fid['n_obscured']} obscured test photos per method. "
         f"Realism: against {fid['n_real_reference']} held-out real UTKFace faces; paired: against the same photos "
-        f"clear. Real-vs-real floor at n={fl['n']}: FID {fl['fid']:.1f}, KID {fl['kid']:.4f}.",
+        f"clear; in-dist: {fid['n_utk_obscured']} obscured held-out UTKFace faces against the same real UTKFace "
+        f"reference (the protocol that reproduces the paper's ordering when its 'Gaussian 5' is read as sigma = 5 px). "
+        f"Real-vs-real floor at n={fl['n']}: FID {fl['fid']:.1f}, KID {fl['kid']:.4f}.",
         f"Utility: attribute estimator on {s['utk_utility']} held-out UTKFace faces, obscured, against their labels "
         f"(clear: age MAE {info['attribute_estimator_accuracy']['age_mae']:.1f} y, gender "
         f"{info['attribute_estimator_accuracy']['gender_acc']:.3f}, race {info['attribute_estimator_accuracy']['race_acc']:.3f}); "
@@ -589,6 +605,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attackers", nargs="+", default=None, choices=["vgg", "dlib"])
     p.add_argument("--fid-images", type=int, default=None, help="obscured test photos per method for FID/KID")
     p.add_argument("--region", default=None, choices=["crop", "face"])
+    p.add_argument("--blur-by", default=None, choices=["ksize", "sigma"],
+                   help="read blur 5/15/25 as kernel sizes (default) or as sigmas in px")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -601,7 +619,7 @@ def run(args) -> int:
     cfg = EvalConfig.for_preset(preset)
     over = {k: v for k, v in {"attribute_source": args.attribute_source, "region": args.region,
                               "attackers": tuple(args.attackers) if args.attackers else None,
-                              "fid_images": args.fid_images}.items() if v is not None}
+                              "fid_images": args.fid_images, "blur_by": args.blur_by}.items() if v is not None}
     cfg = replace(cfg, seed=args.seed, **over)
     device = resolve_device(args.device)
     seed_everything(args.seed)

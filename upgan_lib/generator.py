@@ -50,12 +50,14 @@ norm is computed in float32.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import WidthScaledConfig
 from .utility import N_ATTRIBUTES, N_POINTS, UTILITY_DIM
 
 NORMS = ("pixel", "none")
@@ -63,7 +65,7 @@ UPSAMPLES = ("nearest", "unpool")
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(WidthScaledConfig):
     """Widths and choices of the generator (defaults = the full, paper-sized network).
 
     width:        multiplier applied to every unit / channel count below (smoke: 1/8).
@@ -79,6 +81,7 @@ class GeneratorConfig:
     min_channels: floor on scaled channel counts (keeps tiny smoke nets well-formed).
     """
 
+    SMOKE_WIDTH: ClassVar[float] = 1 / 8
     width: float = 1.0
     fc_stream: int = 512
     fc_joint: int = 1024
@@ -106,25 +109,6 @@ class GeneratorConfig:
                 f"{self.start_size * 2 ** max(blocks, 0)} px, not out_size {self.out_size}; "
                 "adjust channels or start_size"
             )
-
-    @classmethod
-    def for_preset(cls, name: str, **overrides) -> "GeneratorConfig":
-        """``full``: the paper-sized network; ``smoke``: same layout, widths x 1/8 (CPU, seconds)."""
-        if name == "full":
-            cfg = cls()
-        elif name == "smoke":
-            cfg = cls(width=1 / 8)
-        else:
-            raise ValueError(f"unknown preset {name!r}: use 'smoke' or 'full'")
-        return replace(cfg, **overrides)
-
-    def scaled(self, n: int) -> int:
-        return max(self.min_channels, int(round(n * self.width)))
-
-    def as_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["channels"] = list(self.channels)
-        return d
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

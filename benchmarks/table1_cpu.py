@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""Table 1 on real data, sized for a CPU: the evaluation code path of ``upgan evaluate`` on the
+first ``--people`` identities of a prepared identity set and a prepared UTKFace set.
+
+What is reduced against the full preset (and printed with the table): the number of people, the
+FID/KID sample sizes, the utility sample, only dlib's descriptor as attacker by default (the
+VGG-19 attacker is a GPU job), and k-same-net at its smoke width. The UP-GAN row comes from
+``--run`` (any training run folder, e.g. one trained on CPU with ``upgan train``); without it the
+row is left out and said so.
+
+  upgan prepare utkface --source $UPGAN_DATA/UTKFace.tar.gz --out prepared/utk --limit 3000
+  upgan prepare identities --source $UPGAN_DATA/celeba-identities.tar.gz --out prepared/ids
+  python benchmarks/table1_cpu.py --identities prepared/ids --utkface prepared/utk --run RUN --out table_cpu
+
+Prints the Markdown table, the sizes, and seconds per method.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--identities", required=True, help="prepared identity set (upgan prepare identities)")
+    p.add_argument("--utkface", required=True, help="prepared UTKFace set (upgan prepare utkface)")
+    p.add_argument("--out", required=True, help="folder for table1.md/.csv, privacy_utility.png, results.json")
+    p.add_argument("--run", default=None, help="UP-GAN training run folder (omit: no UP-GAN row)")
+    p.add_argument("--attributes", default=None, help="attribute estimator checkpoint (default: trained here)")
+    p.add_argument("--people", type=int, default=40, help="identities used (the first N by label)")
+    p.add_argument("--attackers", nargs="+", default=["dlib"], choices=["vgg", "dlib"])
+    p.add_argument("--fid-images", type=int, default=100)
+    p.add_argument("--fid-real", type=int, default=300)
+    p.add_argument("--utility-images", type=int, default=300)
+    p.add_argument("--ksame-net-epochs", type=int, default=3, help="0: leave the k-same-net row out")
+    p.add_argument("--blur-by", default="ksize", choices=["ksize", "sigma"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+
+    from upgan_lib import evaluate as E
+    from upgan_lib.config import seed_everything
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    try:
+        ids = E.load_set(args.identities, "identities")
+        utk = E.load_set(args.utkface, "utkface")
+    except (E.EvaluationError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    people = np.unique(ids.identity)[: args.people]
+    ids = ids.subset(np.flatnonzero(np.isin(ids.identity, people)))
+    cfg = replace(E.EvalConfig.for_preset("full"), attackers=tuple(args.attackers), fid_images=args.fid_images,
+                  fid_real=args.fid_real, utility_images=args.utility_images,
+                  kid_subset=min(args.fid_images, args.fid_real // 2), blur_by=args.blur_by, seed=args.seed,
+                  ksame_net_preset="smoke", ksame_net_epochs=args.ksame_net_epochs or None)
+    estimator = None
+    if args.attributes:
+        from upgan_lib.attributes import load_attribute_estimator
+
+        estimator = load_attribute_estimator(args.attributes)
+    upgan = E.load_upgan(args.run) if args.run else None
+    ksame_net = "train" if args.ksame_net_epochs else None
+    t = time.perf_counter()
+    res = E.evaluate(ids, utk, cfg, upgan=upgan, ksame_net=ksame_net, estimator=estimator, out_dir=args.out)
+    E.write_outputs(res, args.out)
+    print(E.to_markdown(res))
+    print(f"\n{len(people)} people, {len(ids)} photos; sizes {json.dumps(res.info['sizes'])}")
+    print(f"threads {torch.get_num_threads()}; total {time.perf_counter() - t:.0f} s; per method (s): "
+          + ", ".join(f"{k} {sum(v.values()):.0f}" for k, v in res.info["timings"].items() if isinstance(v, dict)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
