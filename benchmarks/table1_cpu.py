@@ -4,13 +4,17 @@ first ``--people`` identities of a prepared identity set and a prepared UTKFace 
 
 What is reduced against the full preset (and printed with the table): the number of people, the
 FID/KID sample sizes, the utility sample, only dlib's descriptor as attacker by default (the
-VGG-19 attacker is a GPU job), and k-same-net at its smoke width. The UP-GAN row comes from
+VGG-19 attacker is a GPU job), the attribute estimator (width 16, 48 px input, 6 epochs) and
+k-same-net at its smoke width. Use a UTKFace set disjoint from the faces the UP-GAN run trained
+on: the realism reference and the utility faces are drawn from it. The UP-GAN row comes from
 ``--run`` (any training run folder, e.g. one trained on CPU with ``upgan train``); without it the
 row is left out and said so.
 
-  upgan prepare utkface --source $UPGAN_DATA/UTKFace.tar.gz --out prepared/utk --limit 3000
+  upgan prepare utkface --source $UPGAN_DATA/UTKFace.tar.gz --out prepared/utk
   upgan prepare identities --source $UPGAN_DATA/celeba-identities.tar.gz --out prepared/ids
-  python benchmarks/table1_cpu.py --identities prepared/ids --utkface prepared/utk --run RUN --out table_cpu
+  upgan train --data prepared/utk10k --out RUN ...          # (prepared with --limit 10000)
+  python benchmarks/table1_cpu.py --identities prepared/ids --utkface prepared/utk \
+      --exclude prepared/utk10k --max-utk 4000 --run RUN --out table_cpu
 
 Prints the Markdown table, the sizes, and seconds per method.
 """
@@ -28,8 +32,16 @@ def main(argv=None) -> int:
     p.add_argument("--identities", required=True, help="prepared identity set (upgan prepare identities)")
     p.add_argument("--utkface", required=True, help="prepared UTKFace set (upgan prepare utkface)")
     p.add_argument("--out", required=True, help="folder for table1.md/.csv, privacy_utility.png, results.json")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="SET_DIR",
+                   help="prepared sets whose UTKFace faces (by source name) are left out, e.g. the set the "
+                        "UP-GAN run trained on")
+    p.add_argument("--max-utk", type=int, default=None,
+                   help="then use a random sample (seeded) of this many UTKFace faces")
     p.add_argument("--run", default=None, help="UP-GAN training run folder (omit: no UP-GAN row)")
-    p.add_argument("--attributes", default=None, help="attribute estimator checkpoint (default: trained here)")
+    p.add_argument("--attributes", default=None,
+                   help="attribute estimator checkpoint (default: a CPU-sized one trained here on the UTKFace "
+                        "training part: width 16, 48 px input, --attribute-epochs epochs)")
+    p.add_argument("--attribute-epochs", type=int, default=6)
     p.add_argument("--people", type=int, default=40, help="identities used (the first N by label)")
     p.add_argument("--attackers", nargs="+", default=["dlib"], choices=["vgg", "dlib"])
     p.add_argument("--fid-images", type=int, default=100)
@@ -56,12 +68,24 @@ def main(argv=None) -> int:
     except (E.EvaluationError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.exclude:
+        used = set()
+        for d in args.exclude:
+            used |= set(E.load_set(d, "utkface").sources)
+        keep = np.array([i for i, name in enumerate(utk.sources) if name not in used], dtype=int)
+        print(f"UTKFace: {len(utk)} faces, {len(utk) - len(keep)} left out (in {', '.join(args.exclude)})")
+        utk = utk.subset(keep)
+    if args.max_utk and len(utk) > args.max_utk:
+        utk = utk.subset(np.sort(np.random.default_rng(args.seed).choice(len(utk), args.max_utk, replace=False)))
     people = np.unique(ids.identity)[: args.people]
     ids = ids.subset(np.flatnonzero(np.isin(ids.identity, people)))
     cfg = replace(E.EvalConfig.for_preset("full"), attackers=tuple(args.attackers), fid_images=args.fid_images,
                   fid_real=args.fid_real, utility_images=args.utility_images,
                   kid_subset=min(args.fid_images, args.fid_real // 2), blur_by=args.blur_by, seed=args.seed,
                   ksame_net_preset="smoke", ksame_net_epochs=args.ksame_net_epochs or None)
+    from upgan_lib.attributes import AttributeConfig
+
+    attribute_cfg = replace(AttributeConfig.for_preset("full"), width=16, input_size=48, epochs=args.attribute_epochs)
     estimator = None
     if args.attributes:
         from upgan_lib.attributes import load_attribute_estimator
@@ -70,7 +94,8 @@ def main(argv=None) -> int:
     upgan = E.load_upgan(args.run) if args.run else None
     ksame_net = "train" if args.ksame_net_epochs else None
     t = time.perf_counter()
-    res = E.evaluate(ids, utk, cfg, upgan=upgan, ksame_net=ksame_net, estimator=estimator, out_dir=args.out)
+    res = E.evaluate(ids, utk, cfg, upgan=upgan, ksame_net=ksame_net, estimator=estimator,
+                     attribute_cfg=attribute_cfg, out_dir=args.out)
     E.write_outputs(res, args.out)
     print(E.to_markdown(res))
     print(f"\n{len(people)} people, {len(ids)} photos; sizes {json.dumps(res.info['sizes'])}")

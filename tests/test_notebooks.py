@@ -39,3 +39,17 @@ def test_notebook_structure_and_committed_outputs(nb):
 def test_notebooks_are_numbered_without_gaps():
     numbers = [int(p.name[:2]) for p in NOTEBOOKS]
     assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_papermill_reads_every_knob_of_the_parameters_cell(nb):
+    """papermill must infer every assignment of the parameters cell (its parser gives up on a line
+    whose comment holds '='), so `upgan course -p NAME VALUE` and the Colab form see all knobs."""
+    import re
+
+    import papermill
+
+    book = nbformat.read(nb, as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = re.findall(r"^([A-Z_][A-Z0-9_]*)\s*=", cell.source, flags=re.M)
+    assert set(papermill.inspect_notebook(str(nb))) == set(assigned)

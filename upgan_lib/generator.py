@@ -26,8 +26,8 @@ The two input streams follow the chairs network, which also encoded its two kind
 coordinates have very different meanings and scales. Parameter count: 25,082,725 (full; 8.4 M
 of them in the FC layer to the first map), 9.1 GFLOP per face forward; channels halve at every
 block as in the chairs network, which keeps a training step (G + D + VGG-19 perceptual) at
-about 80 GFLOP per image. The smoke preset is the same code with every width times 1/8
-(394,593 parameters).
+about 70 GFLOP per image (69.7 counted by ``benchmarks/bench_train_step.py``). The smoke preset
+is the same code with every width times 1/8 (394,593 parameters).
 
 Choices the paper leaves open, made here:
 
