@@ -29,12 +29,14 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the prepare report here")
     args = p.parse_args(argv)
 
-    from upgan_lib.prepare import PrepareConfig, prepare
+    from upgan_lib.prepare import PrepareConfig, PrepareError, default_source, prepare
     from upgan_lib.rawfiles import RawSource, is_image_name
 
-    from upgan_lib.prepare import default_source
-
-    source = args.source or default_source(args.dataset)
+    try:
+        source = args.source or default_source(args.dataset)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
     total = sum(is_image_name(e.name) for e in RawSource(source).list())
     t_list = time.time() - t0
