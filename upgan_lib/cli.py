@@ -14,6 +14,7 @@ from . import __version__
 SUBCOMMANDS = {
     "download": ("upgan_lib.download", "fetch / unpack / verify the official archives into the data root (Colab)"),
     "prepare": ("upgan_lib.prepare", "raw UTKFace / identity photos -> aligned, labelled 128x128 face set"),
+    "pack": ("upgan_lib.faceset", "a prepared face set -> one small .npz file to carry to a GPU machine or Colab"),
     "train": ("upgan_lib.train", "train UP-GAN (resumable, mixed precision on GPU)"),
     "evaluate": ("upgan_lib.evaluate", "build Table 1: identification accuracy, FID/KID, utility"),
     "obscure": ("upgan_lib.obscure", "replace every face in a photo or folder (fails closed)"),
