@@ -203,6 +203,20 @@ def test_resume_of_a_finished_run_can_extend_it(tiny, tmp_path):
     assert T.load_log(tmp_path / "r")["step"].tolist() == [1, 2, 3, 4]
 
 
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_the_same(tiny, tmp_path):
+    cfg = tiny_cfg(epochs=3, checkpoint_every=4)  # 6 steps; checkpoints at 4 and the end
+    full = T.train(cfg, tiny, tmp_path / "full", progress=False)
+    part = T.train(cfg, tiny, tmp_path / "t", progress=False, max_seconds=0.0)  # spent after the first step
+    assert part.stopped and not part.finished and part.step == 1
+    assert read_meta(part.checkpoint)["step"] == 1  # unlike a crash, the budget writes a checkpoint
+    res = T.train(cfg, tiny, tmp_path / "t", resume=True, progress=False)
+    assert res.finished and res.step == full.step == 6
+    a, b = weights(full.checkpoint), weights(res.checkpoint)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert _cli(["--out", "x", "--max-minutes", "1.5"]).max_minutes == 1.5
+
+
 def _cli(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     T.add_arguments(p)

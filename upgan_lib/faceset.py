@@ -229,7 +229,7 @@ def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
         np.savez_compressed(f, **arrays)
     os.replace(tmp, path)
     mse = sq_err / max(1, faces.size)
-    psnr = float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    psnr = float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
     n_bytes = path.stat().st_size
     return {"faces": len(fs), "bytes": n_bytes, "mib": n_bytes / 2 ** 20, "quality": int(quality), "psnr_db": psnr,
             "path": str(path)}

@@ -797,7 +797,7 @@ def _is_oom(e: BaseException) -> bool:
 
 def train(cfg: TrainConfig, data: FaceSet, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
           device: str | torch.device | None = "auto", identifier=None, data_path=None,
-          stop_after_steps: int | None = None) -> TrainResult:
+          stop_after_steps: int | None = None, max_seconds: float | None = None) -> TrainResult:
     """Train UP-GAN on ``data`` into ``out_dir`` (see the module doc for the files it writes).
 
     ``resume``: continue the run in ``out_dir`` from its last checkpoint (its config must match
@@ -805,7 +805,9 @@ def train(cfg: TrainConfig, data: FaceSet, out_dir: str | os.PathLike, resume: b
     ``resume`` an existing run there is an error, never overwritten. ``identifier``: a
     ``FaceIdentifier`` to use instead of :func:`resolve_identifier`'s search. ``stop_after_steps``:
     end this call after that many steps *without* a final checkpoint, as if the process had been
-    killed (a crash drill for testing ``resume``). Raises :class:`TrainError` on bad input and
+    killed (a crash drill for testing ``resume``). ``max_seconds``: a time budget for this call
+    (a Colab session, a timed GPU lease): once spent, the run stops cleanly after the current step
+    *with* a checkpoint, to be continued with ``resume``. Raises :class:`TrainError` on bad input and
     :class:`TrainingOOM` when the device runs out of memory.
     """
     t_start = time.perf_counter()
@@ -865,7 +867,8 @@ def train(cfg: TrainConfig, data: FaceSet, out_dir: str | os.PathLike, resume: b
             del saved_states
             for w in warnings:
                 say(f"warning: {w}")
-        return _loop(cfg, trainer, data, run_dir, data_path, progress, say, stop_after_steps, t_start, warnings)
+        return _loop(cfg, trainer, data, run_dir, data_path, progress, say, stop_after_steps, t_start, warnings,
+                     max_seconds)
     except Exception as e:
         if not _is_oom(e):
             raise
@@ -874,7 +877,8 @@ def train(cfg: TrainConfig, data: FaceSet, out_dir: str | os.PathLike, resume: b
         raise TrainingOOM(_oom_message(e, trainer or cfg, device, last_ckpt_step)) from e
 
 
-def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_after_steps, t_start, warnings):
+def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_after_steps, t_start, warnings,
+          max_seconds=None):
     from tqdm.auto import tqdm
 
     ckpt_path = run_dir / CHECKPOINT_NAME
@@ -905,7 +909,7 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
     t_log = time.perf_counter()
     imgs_since_log = 0
     t_call = time.perf_counter()
-    stopped = False
+    stopped = out_of_time = False
     try:
         while trainer.epoch < cfg.epochs:
             perm = trainer.epoch_order()
@@ -938,6 +942,11 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
                 if stop_after_steps is not None and steps_here >= stop_after_steps:
                     stopped = True
                     break
+                if max_seconds is not None and time.perf_counter() - t_call >= max_seconds:
+                    if trainer.step % cfg.checkpoint_every:  # not just written
+                        save(False)
+                    stopped = out_of_time = True
+                    break
             if stopped:
                 break
             trainer.epoch += 1
@@ -960,6 +969,9 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
     ips = steps_here * bs / seconds if steps_here else 0.0
     say(f"{'stopped' if stopped else 'done'}: step {trainer.step}, epoch {trainer.epoch}/{cfg.epochs}, "
         f"{ips:.0f} images/s over {steps_here} steps; run in {run_dir}")
+    if out_of_time:
+        say(f"time budget of {max_seconds:.0f} s spent: checkpoint at step {trainer.step}; continue with "
+            f"`upgan train --out {run_dir} --resume`")
     return TrainResult(run_dir=run_dir, step=trainer.step, epoch=trainer.epoch, steps_per_epoch=spe,
                        finished=not stopped and trainer.epoch >= cfg.epochs, stopped=stopped, checkpoint=ckpt_path,
                        generator_path=gen_path, log_path=log_path, images_per_s=ips,
@@ -1019,6 +1031,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=None, help="steps between log rows / progress updates")
     p.add_argument("--stop-after-steps", type=int, default=None,
                    help="crash drill: end after N steps of this call without a final checkpoint, then test --resume")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="time budget for this call: stop cleanly with a checkpoint once spent (continue with "
+                        "--resume); for Colab sessions and timed GPU leases")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages (errors still go to stderr)")
 
 
@@ -1056,7 +1071,8 @@ def run(args) -> int:
                       "--data <cache>/prepared/utkface")
         data = load_data(data_path, cfg)
         res = train(cfg, data, args.out, resume=args.resume, progress=not args.quiet, device=args.device,
-                    data_path=Path(data_path).resolve() if data_path else None, stop_after_steps=args.stop_after_steps)
+                    data_path=Path(data_path).resolve() if data_path else None, stop_after_steps=args.stop_after_steps,
+                    max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
     except TrainingOOM as e:
         print(f"upgan train: {e}", file=sys.stderr)
         return 3
