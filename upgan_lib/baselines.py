@@ -100,7 +100,7 @@ def gaussian_blur_sigma(faces: np.ndarray, sigma: float) -> np.ndarray:
     faces = check_faces(faces)
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    return np.stack([cv2.GaussianBlur(f, (0, 0), float(sigma)) for f in faces]) if len(faces) else faces.copy()
+    return np.stack([gaussian_blur_image(f, sigma) for f in faces]) if len(faces) else faces.copy()
 
 
 def pixelate(faces: np.ndarray, block: int) -> np.ndarray:

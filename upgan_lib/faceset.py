@@ -96,6 +96,10 @@ class FaceSet:
         m = self.masks.astype(np.float32)
         return np.stack([m, 1.0 - m], axis=1)
 
+    def labels_array(self) -> np.ndarray:
+        """(N, 4) int32: age, gender, race, identity - the on-disk ``labels`` layout."""
+        return np.stack([self.age, self.gender, self.race, self.identity], axis=1).astype(np.int32)
+
     def subset(self, index) -> "FaceSet":
         idx = np.asarray(index)
         if idx.dtype == bool:
@@ -117,7 +121,7 @@ class FaceSet:
         """Write the set atomically (arrays first, ``faceset.json`` last)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        labels = np.stack([self.age, self.gender, self.race, self.identity], axis=1).astype(np.int32)
+        labels = self.labels_array()
         arrays = {
             "faces": np.ascontiguousarray(self.faces, dtype=np.uint8),
             "masks": np.ascontiguousarray(self.masks, dtype=np.uint8),
@@ -168,10 +172,8 @@ class FaceSet:
             arrays[name] = np.load(p, mmap_mode="r" if mmap else None)
             if len(arrays[name]) != info["count"]:
                 raise NotAPreparedSet(f"{p}: {len(arrays[name])} rows but faceset.json says {info['count']}; prepare it again.")
-        labels = np.asarray(arrays["labels"])
         return cls(faces=arrays["faces"], masks=arrays["masks"], landmarks68=arrays["landmarks68"],
-                   age=labels[:, 0], gender=labels[:, 1], race=labels[:, 2], identity=labels[:, 3],
-                   sources=list(info["sources"]), meta=dict(info.get("meta", {})))
+                   **_label_fields(arrays["labels"]), sources=list(info["sources"]), meta=dict(info.get("meta", {})))
 
     @staticmethod
     def concatenate(sets: list["FaceSet"]) -> "FaceSet":
@@ -186,6 +188,12 @@ class FaceSet:
             sources=[x for s in sets for x in s.sources],
             meta=dict(sets[0].meta) if sets else {},
         )
+
+
+def _label_fields(labels: np.ndarray) -> dict:
+    """The inverse of :meth:`FaceSet.labels_array`."""
+    labels = np.asarray(labels)
+    return {"age": labels[:, 0], "gender": labels[:, 1], "race": labels[:, 2], "identity": labels[:, 3]}
 
 
 def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
@@ -220,7 +228,7 @@ def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
         "faces_offsets": np.asarray(offsets, dtype=np.int64),
         "masks_bits": np.packbits(masks.astype(bool), axis=-1),
         "landmarks68": np.asarray(fs.landmarks68, dtype=np.float32),
-        "labels": np.stack([fs.age, fs.gender, fs.race, fs.identity], axis=1).astype(np.int32),
+        "labels": fs.labels_array(),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,13 +269,12 @@ def load_packed(path: str | os.PathLike) -> FaceSet:
                 faces[i] = np.asarray(Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())).convert("RGB"))
             masks = np.unpackbits(z["masks_bits"], axis=-1, count=size)
             landmarks, labels = z["landmarks68"], z["labels"]
+    except NotAPreparedSet:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
-        if isinstance(e, NotAPreparedSet):
-            raise
         raise NotAPreparedSet(f"{path}: unreadable as a packed face set ({type(e).__name__}: {e}); "
                               "pack it again or pass a prepared folder") from e
-    return FaceSet(faces=faces, masks=masks, landmarks68=landmarks, age=labels[:, 0], gender=labels[:, 1],
-                   race=labels[:, 2], identity=labels[:, 3], sources=list(info["sources"]),
+    return FaceSet(faces=faces, masks=masks, landmarks68=landmarks, **_label_fields(labels), sources=list(info["sources"]),
                    meta={**info.get("meta", {}), "packed": {"file": str(path), "quality": info["quality"]}})
 
 
