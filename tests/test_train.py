@@ -217,6 +217,19 @@ def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_the_same(tiny, 
     assert _cli(["--out", "x", "--max-minutes", "1.5"]).max_minutes == 1.5
 
 
+def test_export_generator_in_bf16_halves_the_file_and_loads(tiny, tmp_path):
+    T.train(tiny_cfg(epochs=1), tiny, tmp_path / "r", progress=False)
+    out = T.export_generator(tmp_path / "r", tmp_path / "g16.safetensors")
+    full = tmp_path / "r" / T.GENERATOR_NAME
+    assert T.generator_file(tmp_path / "r") == full
+    assert out.stat().st_size < 0.6 * full.stat().st_size
+    s16, _ = load_checkpoint(out)
+    assert all(v.dtype == torch.bfloat16 for v in s16["generator"].values() if v.is_floating_point())
+    u = torch.from_numpy(tiny.utility()[:2])
+    a, b = T.load_generator(full)(u)[0], T.load_generator(out)(u)[0]
+    assert b.dtype == torch.float32 and (a - b).abs().max() < 0.1 and not torch.equal(a, b)
+
+
 def _cli(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     T.add_arguments(p)

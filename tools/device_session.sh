@@ -78,18 +78,10 @@ tail -3 "$OUT/log.csv" 2>/dev/null
 
 stamp "4. the generator, bf16, in parts small enough to come back"
 $PY - "$OUT/run" "$OUT/generator.bf16.safetensors" <<'EOF'
-import sys, torch
-from pathlib import Path
-from upgan_lib.checkpoint import load_checkpoint, save_checkpoint
-from upgan_lib.train import CHECKPOINT_NAME, GENERATOR_NAME, load_generator, read_meta
-run = Path(sys.argv[1])
-src = max((p for p in (run / GENERATOR_NAME, run / CHECKPOINT_NAME) if p.exists()),
-          key=lambda p: read_meta(p).get("step", -1))
-states, meta = load_checkpoint(src)
-keep = {"generator": {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in states["generator"].items()}}
-save_checkpoint(sys.argv[2], keep, meta)
+import sys
+from upgan_lib.train import export_generator, generator_file, load_generator
+print(f"{generator_file(sys.argv[1])} -> {export_generator(sys.argv[1], sys.argv[2])}")
 load_generator(sys.argv[2])  # it loads
-print(f"{src} (step {meta.get('step')}) -> {sys.argv[2]}")
 EOF
 (cd "$OUT" && split -b 15m generator.bf16.safetensors generator.bf16.part- && rm generator.bf16.safetensors)
 rm -rf "$OUT/run" "$OUT/identifier_init.safetensors"

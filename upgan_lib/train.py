@@ -981,6 +981,19 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
 
 
 # ============================================================================ loading
+def generator_file(run_dir_or_checkpoint: str | os.PathLike) -> Path:
+    """The file holding a run's newest generator: for a run folder the newer (by step) of
+    ``generator.safetensors`` and the last checkpoint; a file is returned as it is."""
+    p = Path(run_dir_or_checkpoint)
+    if not p.is_dir():
+        return p
+    cands = [c for c in (p / GENERATOR_NAME, p / CHECKPOINT_NAME) if c.exists()]
+    if not cands:
+        raise CheckpointError(f"{run_dir_or_checkpoint}: no {GENERATOR_NAME} or {CHECKPOINT_NAME}; is it a "
+                              "training run folder (`upgan train --out DIR`)?")
+    return max(cands, key=lambda c: read_meta(c).get("step", -1))  # ties: generator.safetensors (smaller)
+
+
 def load_generator(run_dir_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu") -> Generator:
     """The trained generator (eval mode) from a run folder, its ``generator.safetensors`` or a training checkpoint.
 
@@ -988,13 +1001,7 @@ def load_generator(run_dir_or_checkpoint: str | os.PathLike, map_location: str |
     last checkpoint is used: a run that is still training, or was extended and then killed,
     gives the generator of its last checkpoint.
     """
-    p = Path(run_dir_or_checkpoint)
-    if p.is_dir():
-        cands = [c for c in (p / GENERATOR_NAME, p / CHECKPOINT_NAME) if c.exists()]
-        if not cands:
-            raise CheckpointError(f"{run_dir_or_checkpoint}: no {GENERATOR_NAME} or {CHECKPOINT_NAME}; is it a "
-                                  "training run folder (`upgan train --out DIR`)?")
-        p = max(cands, key=lambda c: read_meta(c).get("step", -1))  # ties: generator.safetensors (smaller)
+    p = generator_file(run_dir_or_checkpoint)
     states, meta = load_checkpoint(p, map_location=map_location)
     if meta.get("format") == CHECKPOINT_FORMAT:
         gcfg = meta["config"]["generator"]
@@ -1008,6 +1015,19 @@ def load_generator(run_dir_or_checkpoint: str | os.PathLike, map_location: str |
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"{p}: the generator weights do not fit its config ({str(e).splitlines()[0]})") from e
     return G.to(map_location).eval()
+
+
+def export_generator(run_dir_or_checkpoint: str | os.PathLike, out: str | os.PathLike,
+                     dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write the run's newest generator alone, its floating-point weights cast to `dtype` (bf16
+    halves the file: 50 MB for the full generator, so it fits the device tool's way back), with its
+    metadata; :func:`load_generator` reads the result (weights cast back to float32)."""
+    src = generator_file(run_dir_or_checkpoint)
+    states, meta = load_checkpoint(src)
+    if "generator" not in states:
+        raise CheckpointError(f"{src}: holds no generator weights")
+    weights = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in states["generator"].items()}
+    return save_checkpoint(out, {"generator": weights}, meta)
 
 
 # ============================================================================ CLI
