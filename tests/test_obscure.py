@@ -282,11 +282,13 @@ def test_folder_report_and_failures(tmp_path, scene):
     assert gen.calls == calls
     with pytest.raises(ObscureError, match="input folder"):
         obscure_path(src, src, ob_)
-    # an output folder inside the input folder is never read as input
-    rep = obscure_path(src, src / "obscured", ob_)
-    rep2 = obscure_path(src, src / "obscured", ob_, overwrite=True)
-    assert rep2["summary"]["photos"] == rep["summary"]["photos"] == 3
-    assert any(x["reason"] == "inside the output folder" for x in rep2["skipped"])
+    # an output folder inside the input folder (or around it) is refused before anything is written
+    for out in (src / "obscured", src / "sub"):
+        with pytest.raises(ObscureError, match="inside the input folder"):
+            obscure_path(src, out, ob_, overwrite=True)
+    with pytest.raises(ObscureError, match="holds the input folder"):
+        obscure_path(src / "sub", src, ob_, overwrite=True)
+    assert not (src / "obscured").exists() and gen.calls == calls
 
 
 def _args(**kw):

@@ -42,12 +42,18 @@ import cv2
 import numpy as np
 
 from .align import matrix_scale
+from .detect import (DetectorModelNotFound, HybridConfig, HybridFinder, landmarks68_from_points5, rotate_rgb,
+                     unrotate_box)
+from .landmarks import ModelNotFound
 from .swap import SwapConfig, SwapError, clamp_box, face_region_box, grey_out, swap_face
 from .utility import AGE_SCALE, N_RACES, encode_utility, reduce_68_to_7
 
 METHODS = ("upgan", "blur", "pixelate", "ksame", "gray")
 IMAGE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 ORIENTATION_TAG = 0x0112
+#: photos with more pixels than this are refused (a 6000x4000 photo has 24 M): decoding a larger
+#: one would take gigabytes of memory, and a tiny file can claim any size in its header
+MAX_PIXELS = 120_000_000
 #: PIL modes read and written back as they are; others (16-bit, float) are refused, not guessed at
 SUPPORTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "1")
 #: canonical eye distance in the 128 aligned frame (eye centres about x=45.5 and x=82.5)
@@ -79,10 +85,17 @@ class ObscureConfig:
         whatever its resolution.
     grey_value, grey_margin: the fail-closed fill: flat grey over the face box grown by margin.
     ksame_k: faces averaged by k-same.
+    detectors: ("hog", "centerface") (default: every face either finds is obscured), or one of
+        them; CenterFace searches every photo at full resolution in tiles and a pyramid
+        (:mod:`upgan_lib.detect`), HOG on the ``detect_max_side`` copy.
+    search_rotations: when no face is found upright, search the photo turned by 90, 270 and 180
+        degrees (after EXIF orientation) and obscure what is found there.
     """
 
     method: str = "upgan"
     detect_max_side: int = 1280
+    detectors: tuple = ("hog", "centerface")
+    search_rotations: bool = True
     max_landmark_error: float = 0.35
     strength: int = 15
     grey_value: int = 128
@@ -110,12 +123,17 @@ class ObscureConfig:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class FoundFace:
-    """A detection: box (x0, y0, x1, y1) image pixels, 68 landmarks or None if they failed."""
+    """A detection: box (x0, y0, x1, y1) image pixels, 68 landmarks or None if they failed;
+    optionally CenterFace's 5 points (eye centres, nose tip, mouth corners), the detectors that
+    found it and where its 68 landmarks came from (see :mod:`upgan_lib.detect`)."""
 
     box: tuple
     landmarks68: np.ndarray | None
     score: float = 1.0
     error: str | None = None  # why landmarks are None
+    points5: np.ndarray | None = None
+    detectors: tuple = ()
+    landmarks: str | None = None
 
 
 class KnownFaces:
@@ -402,7 +420,8 @@ class Obscurer:
     @property
     def finder(self):
         if self._finder is None:
-            self._finder = DlibFinder()
+            self._finder = HybridFinder(HybridConfig(detectors=tuple(self.cfg.detectors),
+                                                     hog_max_side=self.cfg.detect_max_side))
         return self._finder
 
     # ---------------------------------------------------------------- detection
@@ -411,6 +430,9 @@ class Obscurer:
         h, w = rgb.shape[:2]
         f = min(1.0, self.cfg.detect_max_side / max(h, w))
         finder = self.finder
+        if getattr(finder, "full_resolution", False):  # detect.HybridFinder: scales and tiles itself
+            return [FoundFace(tuple(float(v) for v in d.box), d.landmarks68, float(d.score), d.error,
+                              d.points5, tuple(d.detectors), d.landmarks) for d in finder.detect(rgb)]
         if f >= 1.0:
             return list(finder.detect(rgb))
         small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
@@ -431,7 +453,27 @@ class Obscurer:
 
     # ---------------------------------------------------------------- per face
     def _prepare(self, rgb, face):
-        """Check landmarks and align; returns (aligned image, aligned landmarks, matrix) or raises SwapError."""
+        """Check landmarks and align; returns (aligned image, aligned landmarks, matrix) or raises SwapError.
+
+        A face with CenterFace's 5 points whose 68 landmarks are missing or implausible is aligned
+        on dlib's mean shape placed on those 5 points instead (``face.landmarks`` becomes
+        ``"points5"`` and ``face.error`` says why); if that fails too, the first error stands."""
+        try:
+            return self._prepare68(rgb, face)
+        except SwapError as e:
+            p5 = getattr(face, "points5", None)
+            if p5 is None or e.reason == "too_small" and face.landmarks68 is not None:
+                raise
+            try:
+                alt = replace(face, landmarks68=landmarks68_from_points5(p5), error=None)
+                al = self._prepare68(rgb, alt)
+            except (SwapError, ValueError, np.linalg.LinAlgError):
+                raise e from None
+            face.error = f"{e}; replaced on CenterFace's 5 points"
+            face.landmarks68, face.landmarks = alt.landmarks68, "points5"
+            return al
+
+    def _prepare68(self, rgb, face):
         from .align import align_face, canonical_points7
 
         if face.landmarks68 is None:
@@ -478,11 +520,36 @@ class Obscurer:
         rgb = np.ascontiguousarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
-        out = rgb.copy()
         stages = {}
         found = self.find_faces(rgb)
         stages["detect"] = time.perf_counter() - t0
-        reports = [{"box": [int(round(v)) for v in f.box], "score": round(float(f.score), 3)} for f in found]
+        if found or not self.cfg.search_rotations:
+            return self._obscure_found(rgb, found, t0, stages)
+        for k in (1, 3, 2):  # 90 degrees counter-clockwise, clockwise, then upside down
+            t1 = time.perf_counter()
+            turned = rotate_rgb(rgb, k)
+            found = self.find_faces(turned)
+            stages[f"detect_rot{90 * k}"] = time.perf_counter() - t1
+            if found:
+                res = self._obscure_found(turned, found, t0, stages)
+                for r in res.faces:
+                    r["rotation"] = 90 * k
+                    for key in ("box", "region"):
+                        if key in r:
+                            r[key] = [int(round(v)) for v in unrotate_box(r[key], k, turned.shape)]
+                res.image = np.ascontiguousarray(np.rot90(res.image, -k))
+                res.seconds = time.perf_counter() - t0
+                return res
+        return self._obscure_found(rgb, [], t0, stages)
+
+    def _obscure_found(self, rgb: np.ndarray, found: list, t0: float, stages: dict) -> ObscureResult:
+        out = rgb.copy()
+        reports = []
+        for f in found:
+            r = {"box": [int(round(v)) for v in f.box], "score": round(float(f.score), 3)}
+            if getattr(f, "detectors", ()):
+                r["detectors"] = list(f.detectors)
+            reports.append(r)
         cfg = self.cfg
         h, w = rgb.shape[:2]
 
@@ -526,6 +593,11 @@ class Obscurer:
 
         # upgan / ksame: utility -> face -> swap, generator batched over the photo's faces
         stages["prepare"] = time.perf_counter() - t1
+        for i in prepared:  # where the landmarks came from, and why when not from dlib's fit
+            if getattr(found[i], "landmarks", None):
+                reports[i]["landmarks"] = found[i].landmarks
+            if getattr(found[i], "landmarks", None) == "points5" and found[i].error:
+                reports[i]["detail"] = found[i].error
         t1 = time.perf_counter()
         order = sorted(prepared)
         if order:
@@ -589,6 +661,9 @@ def read_image(path) -> ImageFile:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise ObscureError(f"{show_path(path)}: {im.size[0]}x{im.size[1]} pixels is more than this command "
+                                   f"handles ({MAX_PIXELS / 1e6:.0f} M); downscale it first; nothing written for it")
             im.load()
             fmt = im.format or IMAGE_SUFFIXES.get(path.suffix.lower(), "PNG")
             exif = im.getexif()
@@ -600,8 +675,10 @@ def read_image(path) -> ImageFile:
             icc = im.info.get("icc_profile")
             transparency = im.info.get("transparency") if mode in ("P", "L", "RGB") else None
             up = ImageOps.exif_transpose(im) if orientation != 1 else im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ObscureError(f"{path}: not a readable image ({e}); nothing written for it") from e
+    except Image.DecompressionBombError as e:
+        raise ObscureError(f"{show_path(path)}: implausibly large image ({e}); nothing written for it") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ObscureError(f"{show_path(path)}: not a readable image ({e}); nothing written for it") from e
     if mode not in SUPPORTED_MODES:
         raise ObscureError(f"{path}: image mode {mode} is not supported (use 8-bit {', '.join(SUPPORTED_MODES)}); "
                            "nothing written for it")
@@ -650,23 +727,96 @@ def write_image(path, rgb: np.ndarray, like: ImageFile, quality: int = 95) -> Pa
         kw.update(quality=quality)
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kw)
-    tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return path
 
 
-def list_images(root: Path) -> tuple[list[Path], list[Path]]:
-    """(images, skipped non-images) under a folder, recursively, sorted."""
-    images, other = [], []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
-            (images if p.suffix.lower() in IMAGE_SUFFIXES else other).append(p)
-    return images, other
+def atomic_write(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file of its own (unique name, same folder)
+    renamed over it: a reader never sees half a file, two runs never share a temporary file, and
+    only the temporary file this call created is removed when anything fails."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def show_path(p) -> str:
+    """A path as printable text: bytes that are not UTF-8 in a file name appear as \\xNN escapes
+    instead of crashing a print or a log."""
+    return os.fsencode(str(p)).decode("utf-8", "backslashreplace")
+
+
+#: why a path under INPUT is not obscured (report ``skipped`` reasons)
+SKIP_REASONS = {
+    "non_image": "not a .jpg/.jpeg/.png file",
+    "hidden": "hidden file or folder (name starts with '.')",
+    "unreadable_folder": "folder that cannot be listed (permissions?)",
+    "dangling_link": "link to nothing",
+    "not_regular": "not a regular file (FIFO, socket or device)",
+    "folder_link": "link to a folder (not followed)",
+}
+
+
+def list_images(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(images, skipped) under a folder, recursively, sorted. ``skipped``: ``(path, reason)`` for
+    everything else, reasons as in :data:`SKIP_REASONS`; nothing under the folder goes uncounted."""
+    import stat
+
+    images, skipped = [], []
+
+    def onerror(e: OSError):
+        skipped.append((Path(e.filename) if e.filename else root, "unreadable_folder"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        d = Path(dirpath)
+        for name in sorted(dirnames):
+            p = d / name
+            if p.is_symlink():
+                skipped.append((p, "folder_link"))
+            elif name.startswith("."):
+                skipped.append((p, "hidden"))
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith(".") and not (d / n).is_symlink())
+        for name in sorted(filenames):
+            p = d / name
+            try:
+                st = p.stat()
+            except OSError:
+                skipped.append((p, "dangling_link" if p.is_symlink() else "unreadable_folder"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append((p, "not_regular"))
+            elif name.startswith("."):
+                skipped.append((p, "hidden"))
+            elif p.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append((p, "non_image"))
+            else:
+                images.append(p)
+    return sorted(images), sorted(skipped)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or lies under it (resolved paths)."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or b in a.parents
 
 
 def obscure_path(input_path, output_path, obscurer: Obscurer, overwrite: bool = False, progress=None) -> dict:
@@ -681,15 +831,16 @@ def obscure_path(input_path, output_path, obscurer: Obscurer, overwrite: bool = 
         raise ObscureError(f"input {src} not found; nothing was written")
     skipped = []
     if src.is_dir():
-        images, skipped = list_images(src)
         if dst.exists() and not dst.is_dir():
             raise ObscureError(f"input {src} is a folder, so OUTPUT must be a folder too, but {dst} is a file")
-        if dst.resolve() == src.resolve():
-            raise ObscureError(f"output folder {dst} is the input folder: choose another (originals are never overwritten)")
-        out_root = dst.resolve()
-        inside = [p for p in images if out_root in p.resolve().parents]  # OUTPUT inside INPUT: not inputs
-        skipped += inside
-        pairs = [(p, dst / p.relative_to(src)) for p in images if p not in inside]
+        if _inside(dst, src) or _inside(src, dst):
+            what = "is the input folder" if dst.resolve() == src.resolve() else (
+                "lies inside the input folder" if _inside(dst, src) else "holds the input folder")
+            raise ObscureError(f"output folder {show_path(dst)} {what} {show_path(src)}: choose an OUTPUT outside it, "
+                               "and not around it (originals are never read as outputs nor overwritten); "
+                               "nothing was written")
+        images, skipped = list_images(src)
+        pairs = [(p, dst / p.relative_to(src)) for p in images]
     else:
         if src.suffix.lower() not in IMAGE_SUFFIXES:
             raise ObscureError(f"{src}: unsupported input type {src.suffix!r}; use .jpg, .jpeg or .png")
@@ -697,32 +848,39 @@ def obscure_path(input_path, output_path, obscurer: Obscurer, overwrite: bool = 
         if target.suffix.lower() not in IMAGE_SUFFIXES:
             raise ObscureError(f"{target}: output must end in .jpg, .jpeg or .png (or be an existing folder)")
         if target.exists() and target.resolve() == src.resolve():
-            raise ObscureError(f"output {target} is the input: choose another path (originals are never overwritten)")
+            raise ObscureError(f"output {show_path(target)} is the input: choose another path (originals are never "
+                               "overwritten)")
         pairs = [(src, target)]
     if not overwrite:
         exist = [str(t) for _, t in pairs if t.exists()]
         if exist:
-            raise ObscureError(f"{len(exist)} output file(s) exist already (e.g. {exist[0]}); pass --overwrite "
+            raise ObscureError(f"{len(exist)} output file(s) exist already (e.g. {show_path(exist[0])}); pass --overwrite "
                                "or choose another OUTPUT; nothing was written")
     report = {"input": str(src), "output": str(dst), "method": obscurer.cfg.method,
               "config": _jsonable(asdict(obscurer.cfg)), "coordinates": "upright image pixels (EXIF orientation applied)",
-              "images": [], "skipped": [{"path": str(p), "reason": "inside the output folder" if p.suffix.lower() in IMAGE_SUFFIXES
-                          else "not a .jpg/.jpeg/.png image"} for p in skipped]}
+              "images": [], "skipped": [{"path": show_path(p), "reason": r, "detail": SKIP_REASONS[r]}
+                                        for p, r in skipped]}
     t0 = time.perf_counter()
     for k, (p, target) in enumerate(pairs):
-        entry = {"input": str(p), "output": None}
+        entry = {"input": show_path(p), "output": None}
         try:
             img = read_image(p)
             entry.update(size=list(img.size), mode=img.mode, orientation=img.orientation)
             res = obscurer.obscure(img.rgb)
             entry["faces"] = res.faces
+            if not res.faces:
+                entry["no_face"] = ("no face found by " + " or ".join(obscurer.cfg.detectors)
+                                    + (" (also turned 90/180/270 degrees)" if obscurer.cfg.search_rotations else "")
+                                    + ": written unchanged apart from metadata; check it")
             write_image(target, res.image, img)
-            entry.update(output=str(target), seconds=round(res.seconds, 4),
+            entry.update(output=show_path(target), seconds=round(res.seconds, 4),
                          stages={name: round(v, 4) for name, v in res.stages.items()})
         except Exception as e:  # noqa: BLE001 - one bad photo must not stop a folder; no output for it
-            entry["error"] = f"{type(e).__name__}: {e}"
-            if target.exists() and p.resolve() != target.resolve():
-                target.unlink()  # a stale output of an earlier run must not pass for this one
+            entry["error"] = (str(e) if isinstance(e, ObscureError) else f"{type(e).__name__}: {e}")
+            entry["error"] = show_path(entry["error"])
+            if target.exists():  # writing is atomic and last: an existing target is an older file
+                entry["stale_output"] = (f"{show_path(target)} is an older file, left as it was: it is not an "
+                                         "output of this run")
         report["images"].append(entry)
         if progress:
             progress(k + 1, len(pairs), entry)
@@ -733,11 +891,16 @@ def obscure_path(input_path, output_path, obscurer: Obscurer, overwrite: bool = 
         actions[f.get("action", "none")] = actions.get(f.get("action", "none"), 0) + 1
         if f.get("reason"):
             reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+    by_reason: dict[str, int] = {}
+    for _, r in skipped:
+        by_reason[r] = by_reason.get(r, 0) + 1
     report["summary"] = {
         "photos": len(pairs), "written": sum(e["output"] is not None for e in report["images"]),
         "failed": sum("error" in e for e in report["images"]), "skipped_files": len(skipped),
+        "skipped_by_reason": by_reason,
         "photos_without_faces": sum(len(e.get("faces", [])) == 0 and "error" not in e for e in report["images"]),
-        "faces": len(faces), "actions": actions, "grey_reasons": reasons,
+        "faces": len(faces), "replaced": actions.get("replaced", 0), "greyed": actions.get("greyed", 0),
+        "actions": actions, "grey_reasons": reasons,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return report
@@ -756,10 +919,7 @@ def _jsonable(x):
 def write_report(report: dict, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(report), indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(_jsonable(report), indent=2).encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -938,6 +1098,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: half the cores; a one-face-at-a-time generator scales poorly "
                         "and suffers from other jobs on the CPU)")
+    p.add_argument("--detectors", default="hog,centerface",
+                   help="face detectors, comma-separated: hog (dlib, the paper's), centerface (high recall, tiles "
+                        "and pyramid); default both: every face either finds is obscured")
+    p.add_argument("--no-rotations", action="store_true",
+                   help="do not search a photo turned by 90/180/270 degrees when no face is found upright")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 when a photo has no face found (it is still written, unchanged)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
 
@@ -946,8 +1113,12 @@ def run(args) -> int:
     from .config import resolve_device
 
     try:
+        detectors = tuple(d.strip() for d in str(getattr(args, "detectors", "hog,centerface")).split(",") if d.strip())
+        if not detectors or any(d not in ("hog", "centerface") for d in detectors):
+            raise ObscureError(f"--detectors {getattr(args, 'detectors', '')!r}: use hog, centerface or hog,centerface")
         cfg = ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
-                            swap=SwapConfig(blend=args.blend))
+                            swap=SwapConfig(blend=args.blend), detectors=detectors,
+                            search_rotations=not getattr(args, "no_rotations", False))
         if not Path(args.input).exists():
             raise ObscureError(f"input {args.input} not found; nothing was written")
         if args.attributes and not Path(args.attributes).exists():
@@ -959,14 +1130,22 @@ def run(args) -> int:
             torch.set_num_threads(getattr(args, "threads", None) or max(1, (os.cpu_count() or 2) // 2))
         obscurer = Obscurer.from_paths(cfg, checkpoint=args.checkpoint, attributes=args.attributes,
                                        gallery=args.gallery, device=device, precision=getattr(args, "precision", "fp32"))
+        try:
+            obscurer.finder  # load the detectors now: a missing model stops before anything is written
+        except (DetectorModelNotFound, ModelNotFound) as e:
+            raise ObscureError(f"{e}; nothing was written") from e
 
         def progress(k, n, entry):
             if args.quiet:
                 return
             if "error" in entry:
                 print(f"[{k}/{n}] {entry['input']}: FAILED, no output written: {entry['error']}", file=sys.stderr)
+            elif not entry["faces"]:
+                print(f"[{k}/{n}] {entry['input']} -> {entry['output']}: NO FACE FOUND - {entry['no_face']}",
+                      file=sys.stderr)
             else:
-                acts = ", ".join(f"{f['action']}" + (f" ({f['reason']})" if f.get("reason") else "") for f in entry["faces"])
+                acts = ", ".join(f"{f['action']}" + (f" ({f['reason']})" if f.get("reason") else "")
+                                 + (f" [turned {f['rotation']}]" if f.get("rotation") else "") for f in entry["faces"])
                 print(f"[{k}/{n}] {entry['input']} -> {entry['output']}: {len(entry['faces'])} face(s) {acts}")
 
         report = obscure_path(args.input, args.output, obscurer, overwrite=args.overwrite, progress=progress)
@@ -979,7 +1158,14 @@ def run(args) -> int:
         write_report(report, args.report)
     s = report["summary"]
     print(f"{s['written']}/{s['photos']} photo(s) written, {s['failed']} failed, {s['faces']} face(s): "
-          + (", ".join(f"{v} {k}" for k, v in s["actions"].items()) or "none found")
+          + (", ".join(f"{v} {k}" for k, v in s["actions"].items()) or "none")
           + (f"; greyed because {s['grey_reasons']}" if s["grey_reasons"] else "")
-          + (f"; {s['skipped_files']} non-image file(s) skipped" if s["skipped_files"] else ""))
-    return 1 if s["failed"] else 0
+          + (f"; skipped: " + ", ".join(f"{v} {SKIP_REASONS[k]}" for k, v in s["skipped_by_reason"].items())
+             if s["skipped_files"] else ""))
+    if s["photos_without_faces"]:
+        print(f"WARNING: {s['photos_without_faces']} photo(s) with NO FACE FOUND were written unchanged (apart from "
+              "metadata): check them" + ("" if getattr(args, "strict", False) else "; --strict makes this an error"),
+              file=sys.stderr)
+    if s["failed"]:
+        return 1
+    return 3 if s["photos_without_faces"] and getattr(args, "strict", False) else 0
