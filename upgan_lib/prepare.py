@@ -59,7 +59,7 @@ DEFAULT_SOURCES = {
 #: The box (fractions of width, height) where faces sit in UTKFace's 200x200 crops: the median
 #: detector box over the whole set is (15, 15, 194, 194) pixels.
 UTKFACE_FACE_BOX = (0.075, 0.075, 0.97, 0.97)
-_CODE_FILES = ("rawfiles.py", "landmarks.py", "align.py", "utkface.py", "identities.py", "prepare.py", "utility.py")
+_CODE_FILES = ("rawfiles.py", "landmarks.py", "detect.py", "_face_shape.py", "align.py", "utkface.py", "identities.py", "prepare.py", "utility.py")
 
 
 class PrepareError(RuntimeError):
@@ -180,7 +180,7 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
                          None if lab.usable else lab.status, "" if lab.usable else lab.note,
                          lab.note if lab.status == "repaired" else "") for lab in labels]
         facts["ignored_files"] = listing.ignored
-        return inputs, facts
+        return _mark_duplicates(inputs), facts
     from .identities import list_identity_photos
 
     listing = list_identity_photos(src)
@@ -189,7 +189,19 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
     facts.update(layout=listing.layout, identity_file=listing.identity_file,
                  identity_names={str(k): v for k, v in listing.identity_names.items()},
                  bad_identity_lines=[f"line {i}: {t}" for i, t in listing.bad_lines], unlisted_files=listing.unlisted)
-    return inputs, facts
+    return _mark_duplicates(inputs), facts
+
+
+def _mark_duplicates(inputs: list[_Input]) -> list[_Input]:
+    """An archive may hold several members of one name (a tar appended to): the first is read,
+    the others are skipped as ``duplicate_name``."""
+    seen: set = set()
+    for inp in inputs:
+        if inp.name in seen and not inp.problem:
+            inp.problem = "duplicate_name"
+            inp.message = "another member of the source has this name; only the first one is used"
+        seen.add(inp.name)
+    return inputs
 
 
 # ---------------------------------------------------------------------------- fingerprint
@@ -246,7 +258,7 @@ def process_image(landmarker: FaceLandmarker, data: bytes, name: str, detect: De
         return {"ok": False, "reason": e.reason, "message": e.detail, "notes": notes}
     try:
         return _face_from_rgb(landmarker, rgb, detect, size, min_face, notes)
-    except (ValueError, RuntimeError, cv2.error) as e:  # degenerate landmarks, dlib or OpenCV refusing the image
+    except (ValueError, RuntimeError, cv2.error, MemoryError) as e:  # degenerate landmarks, dlib/OpenCV refusing
         return {"ok": False, "reason": "processing_error", "notes": notes,
                 "message": f"detection or alignment failed ({type(e).__name__}: {e})"}
 
@@ -270,6 +282,10 @@ def _work(item):
     if index < 0:  # the reader failed: pass the error through
         return index, {"ok": False, "reason": "source_error", "message": str(data), "notes": []}
     if isinstance(data, Exception):
+        from .rawfiles import TooLarge
+
+        if isinstance(data, TooLarge):
+            return index, {"ok": False, "reason": "too_large", "message": str(data), "notes": []}
         return index, {"ok": False, "reason": "read_error", "message": f"cannot read the file ({data})", "notes": []}
     w = _WORKER
     return index, process_image(w["lm"], data, name, w["detect"], w["size"], w["max_side"], w["min_face"])

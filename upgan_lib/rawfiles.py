@@ -31,6 +31,22 @@ class SourceError(ValueError):
     """The source path is missing, empty, unreadable or a corrupt archive."""
 
 
+#: members (files) larger than this are not read: no photo needs it, and a small archive can hold
+#: a huge member that would fill the memory (a 14 MB .tar.gz can unpack to gigabytes)
+MAX_MEMBER_BYTES = 256 * 2 ** 20
+#: images with more pixels than this are not decoded (a 6000x4000 photo has 24 M)
+MAX_PIXELS = 120_000_000
+
+
+class TooLarge(OSError):
+    """A member or file is larger than :data:`MAX_MEMBER_BYTES`; it was not read."""
+
+
+def _too_large(name: str, size: int) -> TooLarge:
+    return TooLarge(f"{name}: {size / 2 ** 20:.0f} MiB, more than the {MAX_MEMBER_BYTES / 2 ** 20:.0f} MiB a photo "
+                    "may have (rawfiles.MAX_MEMBER_BYTES); not read - remove it or check the archive")
+
+
 class BadImage(ValueError):
     """One file could not be decoded as an image; ``reason`` is a short key for reports."""
 
@@ -154,6 +170,9 @@ class RawSource:
                 try:
                     if root not in p.resolve().parents:
                         raise FileNotFoundError(f"{n}: outside the source folder")
+                    size = p.stat().st_size
+                    if size > MAX_MEMBER_BYTES:
+                        raise _too_large(n, size)
                     yield n, p.read_bytes()
                 except OSError as e:
                     yield n, e
@@ -166,12 +185,18 @@ class RawSource:
                     for info in z.infolist():
                         if info.filename in wanted and info.filename not in seen:
                             seen.add(info.filename)
+                            if info.file_size > MAX_MEMBER_BYTES:
+                                yield info.filename, _too_large(info.filename, info.file_size)
+                                continue
                             yield info.filename, z.read(info)
             else:
                 with tarfile.open(self.path, "r|*") as t:  # streaming: one sequential pass
                     for m in t:
                         if m.isfile() and m.name in wanted and m.name not in seen:
                             seen.add(m.name)
+                            if m.size > MAX_MEMBER_BYTES:  # skipped over, never held in memory
+                                yield m.name, _too_large(m.name, m.size)
+                                continue
                             f = t.extractfile(m)
                             yield m.name, f.read() if f is not None else OSError(f"{m.name}: unreadable member")
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
@@ -198,6 +223,9 @@ def decode_image(data: bytes, name: str = "<bytes>", max_side: int | None = None
     notes: list[str] = []
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise BadImage(name, "too_large", f"{im.size[0]}x{im.size[1]} pixels, more than the "
+                               f"{MAX_PIXELS / 1e6:.0f} M a photo may have (rawfiles.MAX_PIXELS); downscale it first")
             im.load()
             if im.getexif().get(0x0112, 1) != 1:
                 im = ImageOps.exif_transpose(im)
@@ -220,6 +248,8 @@ def decode_image(data: bytes, name: str = "<bytes>", max_side: int | None = None
             elif mode == "CMYK":
                 notes.append("cmyk")
             rgb = np.asarray(im.convert("RGB"))
+    except BadImage:
+        raise
     except UnidentifiedImageError as e:
         raise BadImage(name, "corrupt", "not a readable image (unknown or damaged format); remove or replace the file") from e
     except OSError as e:
