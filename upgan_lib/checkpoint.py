@@ -116,9 +116,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({e}); it may be truncated or not a safetensors file") from e
     _check_format(path, header)
-    structure = json.loads(header["structure"])
-    states = {name: _unflatten(s, tensors) for name, s in structure.items()}
-    return states, json.loads(header["meta"])
+    try:
+        structure = json.loads(header["structure"])
+        states = {name: _unflatten(s, tensors) for name, s in structure.items()}
+        meta = json.loads(header["meta"])
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: the checkpoint's header is incomplete or damaged ({type(e).__name__}: {e}); "
+                              "write it again with save_checkpoint (or `upgan train`)") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the checkpoint's metadata is not a JSON object; write it again")
+    return states, meta
 
 
 def _check_exists(path: Path) -> None:

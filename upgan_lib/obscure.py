@@ -285,6 +285,10 @@ class GeneratorFaces:
             gen = load_generator(path, map_location=device)
         except CheckpointError as e:
             raise ObscureError(f"{e}; nothing was written") from e
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:  # metadata without a key, weights that do not fit
+            what = f"its metadata lacks {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ObscureError(f"{path}: not a usable generator checkpoint ({what}); pass the run folder of a finished "
+                               "`upgan train` or its generator.safetensors; nothing was written") from e
         return cls(gen, device, precision=precision)
 
     def __call__(self, utility: np.ndarray, aligned: np.ndarray | None = None):
