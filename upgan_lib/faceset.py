@@ -169,7 +169,14 @@ class FaceSet:
             p = folder / f"{name}.npy"
             if not p.exists():
                 raise NotAPreparedSet(f"{folder}: {p.name} is missing; the set is incomplete, prepare it again.")
-            arrays[name] = np.load(p, mmap_mode="r" if mmap else None)
+            try:  # never unpickled: an object array is refused here
+                arrays[name] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise NotAPreparedSet(f"{p}: not a plain numeric array ({e}); the set is damaged or not made by "
+                                      "`upgan prepare`: prepare it again.") from e
+            if arrays[name].dtype.kind not in "buif" or arrays[name].ndim == 0:
+                raise NotAPreparedSet(f"{p}: dtype {arrays[name].dtype}, shape {arrays[name].shape} is not a prepared "
+                                      "set's array; prepare it again.")
             if len(arrays[name]) != info["count"]:
                 raise NotAPreparedSet(f"{p}: {len(arrays[name])} rows but faceset.json says {info['count']}; prepare it again.")
         return cls(faces=arrays["faces"], masks=arrays["masks"], landmarks68=arrays["landmarks68"],
