@@ -3,8 +3,9 @@
 
 Target: under 0.5 s/photo on the course's CPU, with the model load amortised over the folder.
 Runs exactly what the command runs - read (JPEG), detect (dlib HOG, one x2-upsampled pass on a
-640x480 photo), 68 landmarks, align, attributes, generator, Poisson swap, write (JPEG) - over a
-temporary folder of ``--photos`` photos, and prints s/photo with the stage breakdown.
+640x480 photo, and CenterFace over its pyramid and tiles: ``upgan_lib.detect``), 68 landmarks,
+align, attributes, generator, Poisson swap, write (JPEG) - over a temporary folder of ``--photos``
+photos, and prints s/photo with the stage breakdown. ``--size 6000x4000`` times larger photos.
 
 Photos: with the real identity archive (``$UPGAN_DATA``) and ``--real``, identity photos with one
 face enlarged onto a 640x480 canvas (kept in a temporary folder, deleted after). Otherwise
@@ -19,6 +20,8 @@ that case the generator's mask is replaced by the canonical face mask to time th
   python benchmarks/bench_obscure.py                       # full-size generator, 20 synthetic photos
   python benchmarks/bench_obscure.py --real --photos 30    # identity photos ($UPGAN_DATA)
   python benchmarks/bench_obscure.py --checkpoint runs/full --threads 1
+  python benchmarks/bench_obscure.py --size 6000x4000 --photos 3   # the cost of tiles on a large photo
+  python benchmarks/bench_obscure.py --detectors hog               # the old detection alone
 """
 from __future__ import annotations
 
@@ -32,16 +35,18 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic_photos(n: int, seed: int = 0):
+def synthetic_photos(n: int, seed: int = 0, size=(640, 480)):
     from upgan_lib.swap import compose_scene
     from upgan_lib.synthfaces import make_synthfaces
 
     fs = make_synthfaces(n, 1, seed=seed)
     rng = np.random.default_rng(seed)
     out = []
+    w, h = size
+    k = min(w / 640, h / 480)
     for i in range(n):
-        sc = compose_scene(fs, [i], size=(640, 480), centres=[(rng.uniform(200, 440), rng.uniform(180, 300))],
-                           face_widths=[rng.uniform(180, 300)], angles=[rng.uniform(-10, 10)], seed=seed + i)
+        sc = compose_scene(fs, [i], size=(w, h), centres=[(rng.uniform(0.3, 0.7) * w, rng.uniform(0.35, 0.65) * h)],
+                           face_widths=[rng.uniform(180, 300) * k], angles=[rng.uniform(-10, 10)], seed=seed + i)
         out.append((sc.image, sc.faces))
     return out
 
@@ -75,7 +80,9 @@ def real_photos(n: int):
 
 
 class TimedDetectKnownFaces:
-    """Runs dlib's detector for its cost, then returns the scene's known faces (cartoons)."""
+    """Runs the detectors for their cost, then returns the scene's known faces (cartoons)."""
+
+    full_resolution = True  # as upgan_lib.detect.HybridFinder: sees the photo as it is
 
     def __init__(self, dlib_finder, known: dict):
         self.dlib, self.known = dlib_finder, known
@@ -97,7 +104,10 @@ def main(argv=None) -> int:
                    help="torch CPU threads (default: half the cores, as `upgan obscure` does)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="generator precision")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="640x480", help="synthetic photo size WxH")
+    p.add_argument("--detectors", default="hog,centerface", help="as `upgan obscure --detectors`")
     args = p.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
 
     import torch
     from PIL import Image
@@ -105,7 +115,11 @@ def main(argv=None) -> int:
     from upgan_lib import obscure as ob
 
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
-    photos = real_photos(args.photos) if args.real else synthetic_photos(args.photos, args.seed)
+    if args.threads:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
+    photos = real_photos(args.photos) if args.real else synthetic_photos(args.photos, args.seed, size)
     if not photos:
         print("no photos")
         return 1
@@ -127,13 +141,14 @@ def main(argv=None) -> int:
 
         # ---- timed: exactly the command's work, model load included
         t0, c0 = time.perf_counter(), time.process_time()
-        obscurer = ob.Obscurer.from_paths(ob.ObscureConfig(), checkpoint=ckpt, precision=args.precision)
-        finder = ob.DlibFinder()
+        cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")))
+        obscurer = ob.Obscurer.from_paths(cfg, checkpoint=ckpt, precision=args.precision)
+        finder = obscurer.finder  # upgan_lib.detect.HybridFinder: the command's detection
         if args.checkpoint is None:
-            from upgan_lib.align import face_mask
-            from upgan_lib.synthfaces import identity_landmarks, random_identity
+            from upgan_lib.align import canonical_points7, face_mask
+            from upgan_lib.detect import landmarks68_from_points5
 
-            mean_face = identity_landmarks(random_identity(np.random.default_rng(0)))
+            mean_face = landmarks68_from_points5(canonical_points7()[:5])  # dlib's mean shape, aligned frame
             mask = face_mask(mean_face).astype(np.float32)
             gen = obscurer.faces
 
@@ -163,7 +178,8 @@ def main(argv=None) -> int:
         for k, v in e.get("stages", {}).items():
             stages.setdefault(k, []).append(v)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, generator {args.precision}; {note}")
-    print(f"photos: {n} x 640x480 ({'identity photos' if args.real else 'SynthFaces scenes'}), "
+    print(f"detectors: {args.detectors}; greyed because {s['grey_reasons'] or 'nothing'}")
+    print(f"photos: {n} x {'640x480' if args.real else args.size} ({'identity photos' if args.real else 'SynthFaces scenes'}), "
           f"faces {s['faces']}: {s['actions']}")
     print(f"model load {t_load:.2f} s; obscure median {statistics.median(per):.3f} s/photo (without read/write)")
     print("stages (median s): " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in stages.items()))
