@@ -449,17 +449,18 @@ def rotate_rgb(rgb: np.ndarray, quarter_turns: int) -> np.ndarray:
 
 
 def unrotate_points(pts: np.ndarray, quarter_turns: int, shape) -> np.ndarray:
-    """Points (..., 2) in an image turned by :func:`rotate_rgb` -> points in the original of ``shape`` (H, W)."""
+    """Points (..., 2) in an image turned by :func:`rotate_rgb` (``shape``: the *turned* image's
+    (H, W)) -> the same points in the original image (continuous pixel coordinates)."""
     p = np.asarray(pts, np.float64).copy()
     h, w = shape[:2]
     k = quarter_turns % 4
     x, y = p[..., 0].copy(), p[..., 1].copy()
-    if k == 1:  # rot90 ccw: new (x, y) = (y_old, w - x_old)
-        p[..., 0], p[..., 1] = w - y, x
+    if k == 1:  # turned counter-clockwise: x_old = W_old - y, y_old = x (W_old = h)
+        p[..., 0], p[..., 1] = h - y, x
     elif k == 2:
         p[..., 0], p[..., 1] = w - x, h - y
-    elif k == 3:  # new (x, y) = (h - y_old, x_old)
-        p[..., 0], p[..., 1] = y, h - x
+    elif k == 3:  # turned clockwise: x_old = y, y_old = H_old - x (H_old = w)
+        p[..., 0], p[..., 1] = y, w - x
     return p
 
 

