@@ -406,7 +406,12 @@ class Obscurer:
                                    "`upgan prepare utkface --out DIR`); nothing was written")
             from .faceset import FaceSet
 
-            faces = KSameFaces(FaceSet.load(gallery), cfg.ksame_k)
+            from .faceset import NotAPreparedSet
+
+            try:
+                faces = KSameFaces(FaceSet.load(gallery), cfg.ksame_k)
+            except (NotAPreparedSet, ValueError, OSError) as e:
+                raise ObscureError(f"--gallery {gallery}: {e}; nothing was written") from e
         attrs = EstimatorAttributes.load(attributes, device) if attributes else None
         return cls(cfg, finder=finder, faces=faces, attributes=attrs)
 
