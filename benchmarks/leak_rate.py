@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def make_obscurer(args):
     from upgan_lib import obscure as ob
 
-    cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")))
+    cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
+                           verify_identity=args.verify_identity)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
     if args.checkpoint:
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint")
     p.add_argument("--detectors", default="hog,centerface")
     p.add_argument("--judge-upsample", type=int, default=1)
+    p.add_argument("--verify-identity", action="store_true", help="as `upgan obscure --verify-identity`")
     p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the per-face records here (JSON)")
@@ -98,6 +100,7 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
+    note += "; --verify-identity" if args.verify_identity else ""
     out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}"}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
     parts = []

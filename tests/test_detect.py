@@ -258,3 +258,27 @@ def test_summary_counts_replaced_greyed_and_photos_without_faces(tmp_path):
     rep = obscure_path(tmp_path / "in", tmp_path / "out", Obscurer(PASTE, finder=ByName([ok, bad]), faces=Painted()))
     s = rep["summary"]
     assert (s["replaced"], s["greyed"], s["photos_without_faces"]) == (1, 1, 1)
+
+
+class SameRecogniser:
+    """Stand-in for dlib's recogniser: every face is the same person unless it is grey."""
+
+    SAME_PERSON = 0.6
+
+    def descriptor(self, rgb, box):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        grey = np.abs(rgb[y0:y1, x0:x1].astype(int) - 128).mean() < 2
+        return np.ones(128, np.float32) * (5.0 if grey else 0.0)
+
+
+def test_verify_identity_greys_a_face_that_is_still_the_same_person():
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    for method in ("upgan", "blur"):
+        cfg = ObscureConfig(method=method, verify_identity=True, swap=PASTE.swap)
+        obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted())
+        obs._recogniser = SameRecogniser()
+        (r,) = obs.obscure(_photo(5)).faces
+        assert r["action"] == "greyed" and r["reason"] == "identity_kept" and r["was"] in ("replaced", "blurred")
+    obs = Obscurer(PASTE, finder=Fixed([face]), faces=Painted())  # off by default
+    assert obs.obscure(_photo(5)).faces[0]["action"] == "replaced"
