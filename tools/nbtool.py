@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Author, round-trip and refresh the course notebooks.
 
-  build SRC.py OUT.ipynb   percent-format script -> notebook (inserts the standard Colab set-up cell)
-  export NB.ipynb SRC.py   notebook -> percent-format script (drops the set-up cell)
+  build SRC.py OUT.ipynb   percent-format script -> notebook (inserts its "Open in Colab" link and the
+                           standard Colab set-up cell)
+  export NB.ipynb SRC.py   notebook -> percent-format script (drops the link and the set-up cell)
   refresh NB.ipynb [...]   execute on the smoke preset; keep outputs only in `# NBVAL_CHECK_OUTPUT` cells
   check NB.ipynb [...]     verify structure (set-up cell, parameters cell) without executing
 
@@ -20,7 +21,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from upgan_lib.course import COLAB_SETUP_SOURCE, NBVAL_MARK, check_notebook_structure  # noqa: E402
+from upgan_lib.course import COLAB_SETUP_SOURCE, NBVAL_MARK, check_notebook_structure, colab_link_source  # noqa: E402
 
 CELL_RE = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=\[(?P<tags>[^\]]*)\])?\s*$")
 
@@ -71,6 +72,9 @@ def build(src: Path, out: Path) -> None:
     setup.metadata["tags"] = ["colab-setup"]
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, setup)
+    link = nbformat.v4.new_markdown_cell(colab_link_source(out.name))
+    link.metadata["tags"] = ["colab-link"]
+    cells.insert(0, link)
     stable_cell_ids(cells)
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -86,7 +90,7 @@ def export(nb_path: Path, src: Path) -> None:
     nb = nbformat.read(nb_path, as_version=4)
     parts = []
     for c in nb.cells:
-        if "colab-setup" in c.metadata.get("tags", []):
+        if {"colab-setup", "colab-link"} & set(c.metadata.get("tags", [])):
             continue
         tags = c.metadata.get("tags", [])
         tag = f" tags=[{', '.join(repr(t).replace(chr(39), chr(34)) for t in tags)}]" if tags else ""
@@ -101,9 +105,12 @@ def export(nb_path: Path, src: Path) -> None:
 def refresh(nb_path: Path, timeout: int = 600) -> None:
     from nbclient import NotebookClient
 
+    from upgan_lib.course import kernel_manager_class
+
     nb = nbformat.read(nb_path, as_version=4)
     check_notebook_structure(nb, nb_path.name)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}},
+                            kernel_manager_class=kernel_manager_class())
     client.execute()
     kept = 0
     for c in nb.cells:

@@ -30,9 +30,22 @@ def _default_base() -> Path:
     root = repo_root()
     if root is not None:
         return root
-    if Path("/content").is_dir():  # Google Colab
-        return Path("/content/upgan")
+    from .colab import content_root, in_colab
+
+    if in_colab() or content_root().is_dir():  # Google Colab
+        return content_root() / "upgan"
     return Path.home() / "upgan"
+
+
+def _default_cache() -> Path:
+    """``<repo>/.cache``; on Colab with Google Drive mounted, ``MyDrive/upgan/cache`` (it outlives the
+    virtual machine, so an interrupted run resumes), else ``/content/upgan/.cache``."""
+    if repo_root() is None:
+        from .colab import drive_folder, in_colab
+
+        if in_colab() and drive_folder() is not None:
+            return drive_folder() / "cache"
+    return _default_base() / ".cache"
 
 
 def data_root(path: str | os.PathLike | None = None) -> Path:
@@ -48,13 +61,14 @@ def data_root(path: str | os.PathLike | None = None) -> Path:
 
 
 def cache_dir(path: str | os.PathLike | None = None, create: bool = True) -> Path:
-    """Writable cache: `path` if given, else $UPGAN_CACHE, else ``<repo>/.cache``."""
+    """Writable cache: `path` if given, else $UPGAN_CACHE, else ``<repo>/.cache`` (on Colab: on Google
+    Drive when it is mounted, see :func:`_default_cache`)."""
     if path:
         p = Path(path).expanduser()
     elif os.environ.get(CACHE_ENV):
         p = Path(os.environ[CACHE_ENV]).expanduser()
     else:
-        p = _default_base() / ".cache"
+        p = _default_cache()
     if create:
         p.mkdir(parents=True, exist_ok=True)
     return p

@@ -341,6 +341,100 @@ def fetch(name: str, root: str | os.PathLike | None = None, from_path: str | os.
     return dest
 
 
+# ---------------------------------------------------------------------------- the course's data, with no manual step
+#: Archive names :func:`obtain` looks for on Google Drive (and accepts in the data root), per data set.
+SOURCE_NAMES = {
+    "utkface": ("UTKFace.tar.gz", "utkface-new.zip"),
+    "identities": ("celeba-identities.tar.gz", "lfw.tgz", "celeba-identities", "facescrub", "lfw", "celeba"),
+}
+
+
+def drive_folders() -> list[Path]:
+    """Folders of a mounted Google Drive that :func:`obtain` searches: ``MyDrive/upgan/data``,
+    ``MyDrive/upgan``, ``MyDrive`` (empty when Drive is not mounted)."""
+    from .colab import drive_folder
+
+    base = drive_folder()
+    return [base / "data", base, base.parent] if base is not None else []
+
+
+def _kaggle_token_from_drive() -> bool:
+    """Copy ``kaggle.json`` from Drive (``MyDrive/upgan`` or ``MyDrive``) to ``~/.kaggle``; or take
+    ``KAGGLE_USERNAME``/``KAGGLE_KEY`` from Colab's secrets (the key icon on the left). True if a token is set."""
+    target = Path.home() / ".kaggle" / "kaggle.json"
+    if target.exists() or (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
+        return True
+    for folder in drive_folders():
+        if (folder / "kaggle.json").is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / "kaggle.json", target)
+            target.chmod(0o600)
+            return True
+    try:
+        from google.colab import userdata  # Colab secrets
+
+        os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"] = userdata.get("KAGGLE_USERNAME"), userdata.get("KAGGLE_KEY")
+        return True
+    except Exception:
+        return False
+
+
+def obtain(dataset: str, root: str | os.PathLike | None = None, verbose: bool = True, allow_download: bool = True) -> Path:
+    """The raw source of ``dataset`` (``"utkface"`` or ``"identities"``), with nothing done by hand
+    where that is possible; returns what ``upgan prepare`` reads.
+
+    In order: a source already in the data root; an archive on the mounted Google Drive (copied into
+    the data root and checked against its SHA-256); for UTKFace, the Kaggle mirror when a Kaggle token
+    is available (``~/.kaggle/kaggle.json``, ``kaggle.json`` on Drive, or Colab secrets); for the
+    identity set, LFW from its direct link (checked). Otherwise raises :class:`ManualStepRequired`
+    with the one thing to do. Any identity set works: CelebA's file layout or a folder per person.
+    """
+    if dataset not in SOURCE_NAMES:
+        raise DownloadError(f"unknown data set {dataset!r}: use 'utkface' or 'identities'")
+    say = print if verbose else (lambda *a, **k: None)
+    base = _data_root(root)
+    for name in SOURCE_NAMES[dataset]:
+        if (base / name).exists():
+            path = base / name
+            if path.is_file() and expected_sha256(path):
+                verify_checksum(path)
+                say(f"{dataset}: {path} (SHA-256 verified)")
+            else:
+                say(f"{dataset}: {path}")
+            return path
+    for folder in drive_folders():
+        for name in SOURCE_NAMES[dataset]:
+            if (folder / name).is_file():
+                say(f"{dataset}: found {folder / name} on Google Drive")
+                return fetch("utkface" if dataset == "utkface" else _info_for(name), base, from_path=folder / name,
+                             verbose=verbose)
+            if (folder / name).is_dir():
+                say(f"{dataset}: using the folder {folder / name} on Google Drive")
+                return folder / name
+    if dataset == "utkface" and allow_download and _kaggle_token_from_drive() and _kaggle_ready():
+        return fetch("utkface", base, verbose=verbose)
+    if dataset == "identities" and allow_download:
+        try:
+            return fetch("lfw", base, verbose=verbose)
+        except DownloadError as e:
+            say(f"LFW download failed: {e}")
+    where = f"{drive_folders()[1]} on your Google Drive or " if drive_folders() else ""
+    if dataset == "utkface":
+        raise ManualStepRequired(
+            f"UTKFace is missing. Put UTKFace.tar.gz (https://susanqq.github.io/UTKFace/ > Aligned&Cropped Faces) into "
+            f"{where}{base}, or your Kaggle API token (kaggle.json) into "
+            f"{drive_folders()[1] if drive_folders() else Path.home() / '.kaggle'} (the `kaggle` command must be "
+            f"installed), then run this again. "
+            f"(`python -m upgan_lib.download utkface` prints every option.)")
+    raise ManualStepRequired(
+        f"No identity photos. Put celeba-identities.tar.gz, lfw.tgz (http://vis-www.cs.umass.edu/lfw/) or a folder with "
+        f"one sub-folder per person into {where}{base}, then run this again.")
+
+
+def _info_for(name: str) -> str:
+    return {"celeba-identities.tar.gz": "celeba-identities", "lfw.tgz": "lfw"}.get(name, "celeba-identities")
+
+
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=[*DATASETS, "verify"], help="data set to get, or 'verify' to check "

@@ -558,13 +558,30 @@ def write_outputs(result: EvalResult, out_dir) -> dict[str, Path]:
     return paths
 
 
+def _annotate_spread(ax, labels, xs, ys) -> None:
+    """Label each point; labels of points that (nearly) coincide are stacked, not printed over each
+    other. Points with a missing value (NaN: nothing measured) are not drawn, so not labelled."""
+    pts = [(lab, x, y) for lab, x, y in zip(labels, xs, ys) if np.isfinite(x) and np.isfinite(y)]
+    if not pts:
+        return
+    x0, x1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    y0, y1 = min(p[2] for p in pts), max(p[2] for p in pts)
+
+    def cell(v, lo, hi):  # 1/25 of the range
+        return round((v - lo) / ((hi - lo) or 1.0) * 25)
+
+    seen: dict[tuple[int, int], int] = {}
+    for label, x, y in pts:
+        key = (cell(x, x0, x1), cell(y, y0, y1))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3 - 9 * k), textcoords="offset points")
+
+
 def plot_privacy_utility(result: EvalResult):
     """Identification accuracy under threat model II (x; left is more private) against utility
     (y): gender accuracy (left panel) and landmark error (right panel), one point per method."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the caller's backend: inline in a notebook, a file writer elsewhere
 
     rows = result.rows
     attackers = [a for a in ("dlib", "vgg") if f"tm2_{a}" in rows[0]]
@@ -579,8 +596,7 @@ def plot_privacy_utility(result: EvalResult):
             ys = [r[key] for r in rows]
             ax.scatter(xs, ys, marker=markers[a], label=f"{a} (TM-II)", alpha=0.8)
             if a == attackers[0]:
-                for r, x, y in zip(rows, xs, ys):
-                    ax.annotate(r["method"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                _annotate_spread(ax, [r["method"] for r in rows], xs, ys)
         ax.axvline(result.info["sizes"]["chance"], color="grey", lw=0.8, ls="--", label="chance")
         ax.set_xlabel("identification accuracy, threat model II (lower = more private)")
         ax.set_ylabel(ylabel)
