@@ -124,13 +124,15 @@ def constructed_cases(photos: list, judge, landmarker=None, seed: int = 0) -> li
     alone (photos where it finds none or several are passed over). Needs 13 such photos for
     every case; with fewer, the cases that fit are built."""
     rng = np.random.default_rng(seed)
-    good = []
-    for name, rgb in photos:
-        boxes = judge(rgb)
-        if len(boxes) == 1 and boxes[0][2] - boxes[0][0] >= 60:
-            good.append((name, rgb, boxes[0]))
+
+    def judged():  # lazily: the judge runs only on the photos the cases need
+        for name, rgb in photos:
+            boxes = judge(rgb)
+            if len(boxes) == 1 and boxes[0][2] - boxes[0][0] >= 60:
+                yield name, rgb, boxes[0]
+
     cases: list[Case] = []
-    it = iter(good)
+    it = judged()
 
     def take(n):
         got = [x for _, x in zip(range(n), it)]

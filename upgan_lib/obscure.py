@@ -382,6 +382,13 @@ def pixelate_region(crop: np.ndarray, block: int, scale: float = 1.0) -> np.ndar
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def _confident(face) -> bool:
+    """A face found upright that makes searching the photo turned unnecessary: one HOG found, or
+    one whose dlib landmarks agree with CenterFace's points (given faces, without detectors, too)."""
+    d = tuple(getattr(face, "detectors", ()) or ())
+    return not d or "hog" in d or getattr(face, "landmarks", None) == "centerface"
+
+
 class Obscurer:
     """Obscures every face in a photo. Build once (models load here), call :meth:`obscure` per photo.
 
@@ -536,24 +543,34 @@ class Obscurer:
         stages = {}
         found = self.find_faces(rgb)
         stages["detect"] = time.perf_counter() - t0
-        if found or not self.cfg.search_rotations:
+        if not self.cfg.search_rotations or any(_confident(f) for f in found):
             return self._obscure_found(rgb, found, t0, stages)
+        # nothing sure upright (nothing, or only faces dlib cannot fit): search the photo turned, and
+        # obscure what is found there too - the first turn with a sure face, else the first with any
+        extra = None
         for k in (1, 3, 2):  # 90 degrees counter-clockwise, clockwise, then upside down
             t1 = time.perf_counter()
-            turned = rotate_rgb(rgb, k)
-            found = self.find_faces(turned)
+            found_k = self.find_faces(rotate_rgb(rgb, k))
             stages[f"detect_rot{90 * k}"] = time.perf_counter() - t1
-            if found:
-                res = self._obscure_found(turned, found, t0, stages)
-                for r in res.faces:
-                    r["rotation"] = 90 * k
-                    for key in ("box", "region"):
-                        if key in r:
-                            r[key] = [int(round(v)) for v in unrotate_box(r[key], k, turned.shape)]
-                res.image = np.ascontiguousarray(np.rot90(res.image, -k))
-                res.seconds = time.perf_counter() - t0
-                return res
-        return self._obscure_found(rgb, [], t0, stages)
+            sure = any(_confident(f) for f in found_k)
+            if found_k and (sure or (not found and extra is None)):
+                extra = (k, found_k)
+            if sure:
+                break
+        res = self._obscure_found(rgb, found, t0, stages)
+        if extra is not None:
+            k, found_k = extra
+            turned = rotate_rgb(res.image, k)
+            res_k = self._obscure_found(turned, found_k, t0, stages)
+            for r in res_k.faces:
+                r["rotation"] = 90 * k
+                for key in ("box", "region"):
+                    if key in r:
+                        r[key] = [int(round(v)) for v in unrotate_box(r[key], k, turned.shape)]
+            res.image = np.ascontiguousarray(np.rot90(res_k.image, -k))
+            res.faces = res.faces + res_k.faces
+        res.seconds = time.perf_counter() - t0
+        return res
 
     def _obscure_found(self, rgb: np.ndarray, found: list, t0: float, stages: dict) -> ObscureResult:
         out = rgb.copy()
