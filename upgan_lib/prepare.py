@@ -376,6 +376,13 @@ def prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os
     if not inputs:
         raise PrepareError(f"{source}: no {'image files' if dataset == 'utkface' else 'photos'} found (empty archive "
                            "or folder?). Check that --source points at the downloaded set.")
+    if cfg.detect_config(dataset).centerface:  # missing model: say so now, not once per image
+        from .detect import DetectorModelNotFound, centerface_path
+
+        try:
+            centerface_path()
+        except DetectorModelNotFound as e:
+            raise PrepareError(str(e)) from e
     tally = _Tally()
     usable = []
     for inp in inputs:
