@@ -1,7 +1,9 @@
 """`upgan obscure`: replace every face found in a photo (or a folder of photos), failing closed.
 
-For each photo: find faces (dlib HOG detector + 68 landmarks; on a copy downscaled to
-``detect_max_side`` for large photos, then landmarks at full resolution), extract each face's
+For each photo: find faces (dlib's HOG detector on a copy downscaled to ``detect_max_side``,
+and CenterFace over the full-resolution photo in tiles and a pyramid: every face either finds,
+:mod:`upgan_lib.detect`; 68 landmarks at full resolution; the photo turned by 90/270/180 degrees
+when nothing sure is found upright), extract each face's
 utility (7 landmarks from the 68, age/gender/race from the attribute estimator), generate a face
 from that utility alone, and swap it in (:mod:`upgan_lib.swap`). Other methods (``blur``,
 ``pixelate``, ``ksame``, ``gray``) obscure the same face regions for comparison.
@@ -9,10 +11,12 @@ from that utility alone, and swap it in (:mod:`upgan_lib.swap`). Other methods (
 **Fail closed.** A face that is detected but cannot be replaced - landmarks fail or are
 implausible, the face is too small, the generated mask does not cover the inner face, blending
 fails, anything raises - is filled with flat grey over its region; it is never left clear. A
-photo that cannot be read or written produces *no* output file. The JSON report lists every
-photo and every face with its box, what was done and why. A detector can only obscure faces it
-finds: a face dlib misses (profile, tiny, occluded) stays as it is; check the report's face
-counts.
+face whose 68 landmarks fail but which CenterFace found is replaced on CenterFace's 5 points
+before it is greyed. A photo that cannot be read or written produces *no* output file. The JSON
+report lists every photo and every face with its box, the detectors that found it, what was done
+and why. A face neither detector finds stays as it is: such photos are reported (``no_face``,
+``NO FACE FOUND``; ``--strict`` makes them an error), and ``benchmarks/leak_rate.py`` measures
+how often it happens.
 
 **Images.** JPEG and PNG. EXIF orientation is applied before detection (faces are found upright)
 and undone before writing: the output has the input's stored size, mode and EXIF orientation
