@@ -108,7 +108,7 @@ def _run_setup_cell(py: Path, env: dict, tmp: Path) -> str:
     src, out = tmp / "setup.ipynb", tmp / "setup-out.ipynb"
     nbformat.write(nb, src)
     r = subprocess.run([str(py), "-m", "papermill", str(src), str(out), "--no-progress-bar", "-k", "python3"],
-                       env=env, capture_output=True, text=True, timeout=300)
+                       env=env, capture_output=True, text=True, timeout=300, cwd=tmp)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     cell = nbformat.read(out, as_version=4).cells[0]
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
@@ -130,10 +130,10 @@ def test_simulated_colab_session(tmp_path):
     (Path(env["STANDIN_DRIVE"]) / "upgan" / "UTKFace.tar.gz").symlink_to(utk)
 
     printed = _run_setup_cell(py, env, tmp_path)
-    assert "every requirement is already installed" in printed, printed
+    assert "upgan-course: every requirement is already installed" in printed, printed
     probe = subprocess.run([str(py), "-c", "import importlib.metadata as m, upgan_lib; "
                             "print(m.version('upgan-course'), upgan_lib.__file__)"],
-                           env=env, capture_output=True, text=True, check=True).stdout
+                           env=env, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert str(tmp_path / "venv") in probe, f"the course was not installed into the new environment: {probe}"
 
     out = tmp_path / "executed"
