@@ -267,3 +267,22 @@ def test_archive_with_duplicate_and_oversized_members(tmp_path, monkeypatch):
     src = rawfiles.RawSource(arc)
     got = dict(src.read_many([m.name for m in src.list()]))
     assert isinstance(got["UTKFace/21_1_2_20170109150557336.jpg.chip.jpg"], rawfiles.TooLarge)
+
+
+def test_folder_source_counts_links_fifos_and_unreadable_folders(tmp_path):
+    from upgan_lib.prepare import PrepareConfig, PrepareError, prepare
+
+    src = tmp_path / "UTKFace"
+    src.mkdir()
+    (src / "20_0_0_20170109150557335.jpg.chip.jpg").write_bytes(_jpg(0))
+    (src / "21_0_0_20170109150557336.jpg.chip.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(src / "22_0_0_20170109150557337.jpg.chip.jpg")
+    before = snapshot(tmp_path)
+    s = rawfiles.RawSource(src)
+    assert [e.name for e in s.list()] == ["20_0_0_20170109150557335.jpg.chip.jpg"]
+    assert sorted(r for _, r in s.not_listed) == ["dangling_link", "not_regular"]
+    with pytest.raises(PrepareError):  # no face in the one photo: a clear error, and a report
+        prepare("utkface", src, tmp_path / "out", PrepareConfig(workers=1), progress=False, verbose=False)
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["not_read_paths"]["by_reason"] == {"dangling_link": 1, "not_regular": 1}
+    assert snapshot(tmp_path, exclude=tmp_path / "out") == before

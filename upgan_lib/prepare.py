@@ -180,6 +180,7 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
                          None if lab.usable else lab.status, "" if lab.usable else lab.note,
                          lab.note if lab.status == "repaired" else "") for lab in labels]
         facts["ignored_files"] = listing.ignored
+        facts["not_listed"] = list(src.not_listed)
         return _mark_duplicates(inputs), facts
     from .identities import list_identity_photos
 
@@ -188,7 +189,8 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
     inputs = [_Input(p.name, (-1, -1, -1, p.identity), p.problem, p.message) for p in photos]
     facts.update(layout=listing.layout, identity_file=listing.identity_file,
                  identity_names={str(k): v for k, v in listing.identity_names.items()},
-                 bad_identity_lines=[f"line {i}: {t}" for i, t in listing.bad_lines], unlisted_files=listing.unlisted)
+                 bad_identity_lines=[f"line {i}: {t}" for i, t in listing.bad_lines], unlisted_files=listing.unlisted,
+                 not_listed=list(src.not_listed))
     return _mark_duplicates(inputs), facts
 
 
@@ -479,6 +481,11 @@ def _report(dataset, source, out, fp, cfg, n_workers, inputs, usable, keep, tall
     if dataset == "utkface":
         ign = facts.get("ignored_files", [])
         report["ignored_files"] = {"count": len(ign), "names": ign[:20]}
+    if facts.get("not_listed"):  # folder sources: paths that are not files that could be read
+        nl = facts["not_listed"]
+        report["not_read_paths"] = {"count": len(nl), "by_reason": {r: sum(1 for _, x in nl if x == r)
+                                                                   for r in sorted({x for _, x in nl})},
+                                    "names": [f"{n} ({r})" for n, r in nl[:REPORT_NAMES_PER_REASON]]}
     total = report["kept"] + sum(skipped.values())
     if total != report["inputs"]:  # a bug, never bad input
         raise AssertionError(f"report does not add up: kept {report['kept']} + skipped {sum(skipped.values())} "

@@ -97,6 +97,9 @@ class RawSource:
         else:
             raise SourceError(f"{self.path}: not a folder nor a {'/'.join(ARCHIVE_SUFFIXES)} archive")
         self._entries: list[RawEntry] | None = None
+        #: paths under a folder source that are not listed: (relative path, reason) with reason
+        #: ``unreadable_folder``, ``dangling_link`` or ``not_regular`` (FIFO, socket, device)
+        self.not_listed: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
         return f"RawSource({str(self.path)!r}, kind={self.kind!r})"
@@ -110,14 +113,30 @@ class RawSource:
     def _list(self) -> list[RawEntry]:
         out = []
         if self.kind == "folder":
-            for dirpath, dirnames, filenames in os.walk(self.path):
+            import stat
+
+            def onerror(e: OSError):
+                where = Path(e.filename) if e.filename else self.path
+                rel = where.relative_to(self.path).as_posix() if where != self.path else "."
+                self.not_listed.append((rel, "unreadable_folder"))
+
+            self.not_listed = []
+            for dirpath, dirnames, filenames in os.walk(self.path, onerror=onerror):
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 for f in filenames:
                     p = Path(dirpath) / f
                     rel = p.relative_to(self.path).as_posix()
-                    if _hidden(rel) or not p.is_file():
+                    if _hidden(rel):
                         continue
-                    out.append(RawEntry(rel, p.stat().st_size))
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        self.not_listed.append((rel, "dangling_link" if p.is_symlink() else "unreadable"))
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        self.not_listed.append((rel, "not_regular"))
+                        continue
+                    out.append(RawEntry(rel, st.st_size))
             return out
         try:
             if self.kind == "zip":
