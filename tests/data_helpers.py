@@ -27,19 +27,22 @@ UTK_MALFORMED = (
 @lru_cache(maxsize=4)
 def detectable_faces(n: int = 12, size: int = 200, seed: int = 3):
     """(images uint8 (n, size, size, 3), landmarks68 (n, 68, 2) in those images, identities (n,), FaceSet):
-    SynthFaces enlarged to ``size`` that dlib's plain HOG detector finds."""
+    SynthFaces on a wider canvas (a quarter of the face's side added around it, as a photo would
+    have), enlarged to ``size``, that dlib's plain HOG detector finds."""
     from upgan_lib.landmarks import default_landmarker
     from upgan_lib.synthfaces import make_synthfaces
 
     fs = make_synthfaces(n_identities=3 * n, photos_per_identity=2, seed=seed)
     lm = default_landmarker()
     imgs, lms, ids, keep = [], [], [], []
-    f = size / fs.size
+    pad = fs.size // 4
+    f = size / (fs.size + 2 * pad)
     for i in range(len(fs)):
-        img = cv2.resize(np.ascontiguousarray(fs.faces[i]), (size, size), interpolation=cv2.INTER_CUBIC)
+        wide = cv2.copyMakeBorder(np.ascontiguousarray(fs.faces[i]), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        img = cv2.resize(wide, (size, size), interpolation=cv2.INTER_CUBIC)
         if lm.detect(img, 0, 0.3):  # margin above the threshold 0 the pipeline uses
             imgs.append(img)
-            lms.append(fs.landmarks68[i] * f)
+            lms.append((fs.landmarks68[i] + pad) * f)
             ids.append(int(fs.identity[i]))
             keep.append(i)
         if len(imgs) == n:

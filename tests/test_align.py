@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from upgan_lib.align import (ALIGNED_SIZE, FIT_WEIGHTS, align_face, alignment_matrix, apply_matrix, canonical_points7,
-                             face_mask, face_masks, face_outline, matrix_scale, similarity_fit)
+                             face_mask, face_masks, face_outline, frame_outside_fraction, matrix_scale,
+                             similarity_fit)
 from upgan_lib.synthfaces import identity_landmarks, random_identity
 from upgan_lib.utility import reduce_68_to_7
 
@@ -16,14 +17,30 @@ def _similarity(angle_deg, scale, t):
     return np.array([[scale * np.cos(a), -scale * np.sin(a), t[0]], [scale * np.sin(a), scale * np.cos(a), t[1]]])
 
 
-def test_template_matches_synthfaces_frame():
-    rng = np.random.default_rng(0)
-    mean = np.mean([reduce_68_to_7(identity_landmarks(random_identity(rng))) for _ in range(400)], axis=0)
+def test_template_is_symmetric_and_scales():
     t = canonical_points7()
     assert t.shape == (7, 2) and t.dtype == np.float32
-    assert np.abs(mean - t).max() < 0.8
-    assert np.allclose(t[0], (45.5, 56.8)) and np.allclose(t[1], (82.5, 56.8))
+    assert np.allclose(t[0], (36.7, 35.7)) and np.allclose(t[1], (91.3, 35.7))
+    assert np.allclose(t[:, 0] + t[[1, 0, 2, 4, 3, 5, 6], 0], 128.0)  # mirror image of itself about x = 64
     assert np.allclose(canonical_points7(256), 2 * t)
+
+
+def test_synthfaces_are_drawn_in_the_canonical_frame():
+    from upgan_lib.synthfaces import make_synthfaces
+
+    mean = make_synthfaces(16, 4, pose=False).points7().mean(axis=0)
+    m = similarity_fit(mean, canonical_points7(), FIT_WEIGHTS)  # what alignment would still do
+    assert abs(np.sqrt(abs(np.linalg.det(m[:, :2]))) - 1) < 0.03 and np.abs(m[:, 2]).max() < 3.0
+    assert np.abs(mean - canonical_points7()).max() < 7  # cartoon proportions, same pose and scale
+
+
+def test_utkface_crops_fit_inside_the_frame():
+    # a face laid out like the UTKFace mean in its 200 x 200 crop: the frame stays inside the photo
+    pts = (canonical_points7() - 64) / 1.1 * (200 / 128) + 100
+    m = similarity_fit(pts, canonical_points7(), FIT_WEIGHTS)
+    assert frame_outside_fraction(m, (200, 200)) == 0.0
+    m_loose = similarity_fit(pts, (canonical_points7() - 64) * 0.5 + 64, FIT_WEIGHTS)  # a frame 2x looser
+    assert frame_outside_fraction(m_loose, (200, 200)) > 0.3
 
 
 def test_similarity_fit_recovers_transform_without_reflection():
@@ -61,7 +78,8 @@ def test_align_face_moves_pixels_with_landmarks(scale):
     h = w = int(max(l68.max() + 60, 200))
     img = np.full((h, w, 3), 30, np.uint8)
     nose = l68[30]
-    cv2.circle(img, (int(round(nose[0])), int(round(nose[1]))), max(3, int(6 * scale)), (250, 250, 250), -1)
+    cv2.circle(img, (int(round(nose[0] * 16)), int(round(nose[1] * 16))), max(3, int(6 * scale)) * 16, (250, 250, 250), -1,
+               cv2.LINE_8, 4)  # sub-pixel centre
     out = align_face(img, l68)
     assert out.image.shape == (ALIGNED_SIZE, ALIGNED_SIZE, 3) and out.image.dtype == np.uint8
     assert out.landmarks68.shape == (68, 2) and out.matrix.shape == (2, 3)

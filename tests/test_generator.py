@@ -154,3 +154,21 @@ def test_summary_lists_shapes_and_total(utility):
     assert lines[0].split() == ["layer", "output", "params"]
     assert any(line.startswith("blocks.4") and "4x4x128x128" in line for line in lines)
     assert lines[-1].endswith("394,593")
+
+
+def test_drawing_at_64_upsampled_behind_the_128_interface():
+    cfg = GeneratorConfig(width=1 / 16, channels=(512, 512, 256, 128, 64), draw_size=64)
+    G = Generator(cfg).eval()
+    u = torch.randn(3, 17)
+    face64, mask64 = G.draw(u)
+    face, mask = G(u)
+    assert face64.shape == (3, 3, 64, 64) and mask64.shape == (3, 2, 64, 64)
+    assert face.shape == (3, 3, 128, 128) and mask.shape == (3, 2, 128, 128)
+    # the 128 face is the 64 drawing enlarged (bilinear, pixel centres kept)
+    up = torch.nn.functional.interpolate(face64, size=(128, 128), mode="bilinear", align_corners=False)
+    assert torch.allclose(face, up.clamp(-1, 1)) and torch.allclose(face[:, :, 1::2, 1::2].mean(), face64.mean(), atol=0.05)
+    assert face.abs().max() <= 1.0
+    with pytest.raises(ValueError, match="drawing size 64"):
+        GeneratorConfig(channels=(8, 8, 8, 8, 8, 8), draw_size=64)
+    with pytest.raises(ValueError, match="draw_size"):
+        GeneratorConfig(draw_size=256)

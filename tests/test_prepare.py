@@ -66,7 +66,7 @@ def test_utkface_end_to_end(fake_utk):
     err = np.linalg.norm(fs.points7() - canonical_points7(), axis=2)
     assert np.median(err[:, :2]) < 4 and err[:, :2].max() < 9
     # masks hold the landmarks and are a plausible fraction of the frame
-    assert 0.2 < fs.masks.mean() < 0.6
+    assert 0.3 < fs.masks.mean() < 0.85  # the face fills most of the tight UTKFace-like frame
     saved = json.loads((root / "out" / "report.json").read_text())
     assert saved["kept"] == rep["kept"] and load_report(root / "out")["inputs"] == rep["inputs"]
     text = format_report(rep)
@@ -244,7 +244,7 @@ def test_real_utkface_sample(tmp_path):
     med = np.median(err, axis=0)
     assert med[:2].max() < 4.5 and med[2:5].max() < 6.5 and med[5:].max() < 4.5
     assert np.percentile(err[:, :2], 95) < 8
-    assert 0.25 < fs.masks.mean() < 0.6
+    assert 0.3 < fs.masks.mean() < 0.85
     assert fs.age.min() >= 1 and set(np.unique(fs.gender)) <= {0, 1} and set(np.unique(fs.race)) <= set(range(5))
 
 

@@ -93,3 +93,30 @@ def test_split_closed_set():
     assert set(ident[train]) == set(ident[test]) == set(range(5))
     with pytest.raises(ValueError, match="fewer than 2 photos"):
         split_photos_by_identity(np.array([0, 0, 1]))
+
+
+def test_resized_faceset_keeps_landmarks_on_the_pixels():
+    from upgan_lib.synthfaces import make_synthfaces
+
+    fs = make_synthfaces(2, 2, seed=1)
+    small = fs.resized(64)
+    assert small.faces.shape == (4, 64, 64, 3) and small.masks.shape == (4, 64, 64) and small.size == 64
+    assert set(np.unique(small.masks)) <= {0, 1} and abs(small.masks.mean() - fs.masks.mean()) < 0.02
+    # utility vectors are size-free: the same face gives (nearly) the same vector at both sizes
+    assert np.abs(small.utility() - fs.utility()).max() < 0.02
+    assert fs.resized(128) is fs
+    with pytest.raises(ValueError, match="at least 8"):
+        fs.resized(4)
+
+
+def test_holdout_split_is_fixed_disjoint_and_complete():
+    from upgan_lib.synthfaces import make_synthfaces
+
+    fs = make_synthfaces(4, 5, seed=2)
+    tr, held = fs.holdout_split(6)
+    tr2, held2 = fs.holdout_split(6)
+    assert len(tr) == 14 and len(held) == 6 and held.sources == held2.sources
+    assert set(tr.sources).isdisjoint(held.sources) and set(tr.sources) | set(held.sources) == set(fs.sources)
+    assert fs.holdout_split(6, seed=1)[1].sources != held.sources
+    with pytest.raises(ValueError, match="hold out"):
+        fs.holdout_split(20)

@@ -1,9 +1,15 @@
 """The canonical 128x128 frame, similarity alignment into it, and face masks.
 
-Every face the generator sees -- SynthFaces and real photos alike -- lives in the same frame:
-the eye centres at about (45.5, 56.8) and (82.5, 56.8), the nose tip at (64, 79.5) and the mouth
-corners at (51, 97) and (77, 97) (pixels of a 128x128 image, x to the right, y down). These are
-the mean positions of SynthFaces' 7 utility points, so a model behaves alike on both sets.
+Every face the generator sees -- real photos and SynthFaces alike -- lives in the same frame,
+the framing of UTKFace's own "aligned & cropped" 200x200 faces, zoomed in by 10 %: the eye
+centres at about (36.7, 35.7) and (91.3, 35.7), the nose tip at (64, 65.5) and the mouth corners
+at (39.1, 91.0) and (88.9, 91.0) (pixels of a 128x128 image, x to the right, y down). These are
+the mean positions of the 7 utility points that dlib finds on UTKFace crops (scaled by 128/200,
+made left-right symmetric), so aligning a UTKFace crop is close to a plain resize and the frame
+stays inside the crop: on 400 crops only 0.3 % of the frame's pixels on average fall outside the
+photo (``frame_outside_fraction``), where a looser frame would have to invent them by repeating
+the border (smeared streaks the generator would learn to draw). SynthFaces draws its faces
+straight into this frame.
 
 Alignment is the least-squares *similarity* (rotation, uniform scale, translation; no shear, no
 reflection) taking five stable points -- the two eye centres, the nose tip and the two mouth
@@ -28,15 +34,16 @@ from .utility import reduce_68_to_7
 
 ALIGNED_SIZE = 128
 
-#: The paper's 7 points (order of utility.SEVEN_POINT_NAMES) in a 128x128 frame: SynthFaces' means.
+#: The paper's 7 points (order of utility.SEVEN_POINT_NAMES) in a 128x128 frame: UTKFace's means
+#: (dlib on 400 crops, x 128/200, zoomed 1.1x about the centre, made symmetric).
 _TEMPLATE_128 = np.array([
-    [45.5, 56.8],   # eye centre, image left
-    [82.5, 56.8],   # eye centre, image right
-    [64.0, 79.5],   # nose tip
-    [51.0, 97.0],   # mouth corner, image left
-    [77.0, 97.0],   # mouth corner, image right
-    [64.0, 93.0],   # top of the upper lip
-    [64.0, 103.25],  # bottom of the lower lip
+    [36.7, 35.7],   # eye centre, image left
+    [91.3, 35.7],   # eye centre, image right
+    [64.0, 65.5],   # nose tip
+    [39.1, 91.0],   # mouth corner, image left
+    [88.9, 91.0],   # mouth corner, image right
+    [64.0, 87.5],   # top of the upper lip
+    [64.0, 104.0],  # bottom of the lower lip
 ], dtype=np.float32)
 
 #: Weights of the 7 points in the alignment fit (eyes, nose, mouth corners; lips excluded).
@@ -130,6 +137,19 @@ def align_face(rgb: np.ndarray, landmarks68: np.ndarray, size: int = ALIGNED_SIZ
         m_warp = m @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
     out = cv2.warpAffine(src, m_warp, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return AlignedFace(image=out, landmarks68=apply_matrix(m, l68), matrix=m)
+
+
+def frame_outside_fraction(matrix: np.ndarray, image_shape: tuple[int, ...], size: int = ALIGNED_SIZE) -> float:
+    """Share of the aligned ``size`` x ``size`` frame's pixels that ``matrix`` (image -> frame) maps
+    from outside an image of ``image_shape`` (H, W, ...): the part :func:`align_face` has to fill by
+    repeating the photo's border."""
+    m = np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]])
+    back = np.linalg.inv(m)[:2]
+    c = np.arange(size) + 0.5
+    grid = np.stack(np.meshgrid(c, c), -1).reshape(-1, 2)
+    src = apply_matrix(back, grid)
+    h, w = image_shape[:2]
+    return float(np.mean((src[:, 0] < 0) | (src[:, 1] < 0) | (src[:, 0] > w) | (src[:, 1] > h)))
 
 
 def face_outline(landmarks68: np.ndarray, n_arc: int = 17) -> np.ndarray:

@@ -264,3 +264,47 @@ def load_attribute_estimator(path, map_location="cpu") -> AttributeEstimator:
         raise CheckpointError(f"{path}: weights do not fit the saved configuration ({e})") from e
     model.metrics = meta.get("metrics", {})
     return model.to(map_location).eval()
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="prepared UTKFace set (`upgan prepare utkface`)")
+    p.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
+    p.add_argument("--holdout", type=int, default=2000,
+                   help="faces left out (the same seeded draw as `upgan train --holdout`) and scored on (default 2000)")
+    p.add_argument("--preset", choices=("smoke", "full"), default="full", help="sizes to start from (default full)")
+    p.add_argument("--width", type=int, default=None, help="channels of the first block")
+    p.add_argument("--input-size", type=int, default=None, help="side the faces are shrunk to")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="cpu")
+
+
+def run(args) -> int:
+    """``upgan attributes``: train the attribute estimator on a prepared set, report held-out scores."""
+    import json
+    import sys
+    import time
+
+    from .faceset import NotAPreparedSet
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        data = FaceSet.load(args.data)
+        train_part, held = data.holdout_split(args.holdout) if args.holdout else (data, None)
+    except (NotAPreparedSet, ValueError, FileNotFoundError) as e:
+        print(f"upgan attributes: error: {e}", file=sys.stderr)
+        return 2
+    over = {k: v for k, v in (("width", args.width), ("input_size", args.input_size), ("epochs", args.epochs)) if v}
+    cfg = replace(AttributeConfig.for_preset(args.preset), **over)
+    t = time.perf_counter()
+    model = train_attribute_estimator(train_part, cfg, device=args.device, progress=True)
+    seconds = time.perf_counter() - t
+    metrics = {"train_faces": len(train_part), "seconds": round(seconds, 1), "threads": torch.get_num_threads()}
+    if held is not None:
+        metrics.update(held_out_faces=len(held), **evaluate_attributes(model, held, device=args.device))
+    save_attribute_estimator(model, args.out, metrics)
+    print(json.dumps({"config": asdict(cfg), "metrics": metrics}, default=float))
+    print(f"attribute estimator: {args.out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "prepare": ("upgan_lib.prepare", "raw UTKFace / identity photos -> aligned, labelled 128x128 face set"),
     "pack": ("upgan_lib.faceset", "a prepared face set -> one small .npz file to carry to a GPU machine or Colab"),
     "train": ("upgan_lib.train", "train UP-GAN (resumable, mixed precision on GPU)"),
+    "attributes": ("upgan_lib.attributes", "train the age / gender / race estimator on a prepared UTKFace set"),
     "evaluate": ("upgan_lib.evaluate", "build Table 1: identification accuracy, FID/KID, utility"),
     "obscure": ("upgan_lib.obscure", "replace every face in a photo or folder (fails closed)"),
     "course": ("upgan_lib.course", "execute every notebook of the course in order (papermill)"),

@@ -116,6 +116,37 @@ class FaceSet:
             meta=dict(self.meta),
         )
 
+    def holdout_split(self, n_heldout: int, seed: int = 0) -> tuple["FaceSet", "FaceSet"]:
+        """(training part, held-out part): ``n_heldout`` faces drawn by a seeded permutation, both
+        parts in their original order. The same arguments always hold out the same faces, so a
+        model trained with ``TrainConfig.holdout`` is scored on faces it never saw."""
+        n = len(self)
+        if not 0 < n_heldout < n:
+            raise ValueError(f"holdout_split: cannot hold out {n_heldout} of {n} faces (need 0 < n_heldout < {n})")
+        held = np.zeros(n, bool)
+        held[np.random.default_rng(seed).permutation(n)[:n_heldout]] = True
+        return self.subset(~held), self.subset(held)
+
+    def resized(self, size: int) -> "FaceSet":
+        """The same faces at ``size`` x ``size`` (area averaging when shrinking, bilinear when growing);
+        masks resized alike and thresholded at one half, landmarks moved with the pixel grid."""
+        import cv2
+
+        if size < 8:
+            raise ValueError(f"FaceSet.resized: size must be at least 8 px, got {size}")
+        if size == self.size:
+            return self
+        interp = cv2.INTER_AREA if size < self.size else cv2.INTER_LINEAR
+        faces = np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in self.faces])
+        masks = np.stack([cv2.resize(np.ascontiguousarray(m, np.float32), (size, size), interpolation=interp) >= 0.5
+                          for m in self.masks]).astype(np.uint8)
+        f = size / self.size  # pixel centres: x' + 0.5 = (x + 0.5) * f
+        lm = ((np.asarray(self.landmarks68, np.float32) + 0.5) * f - 0.5).astype(np.float32)
+        return FaceSet(faces=faces.reshape(len(self), size, size, 3), masks=masks.reshape(len(self), size, size),
+                       landmarks68=lm, age=np.asarray(self.age), gender=np.asarray(self.gender),
+                       race=np.asarray(self.race), identity=np.asarray(self.identity), sources=list(self.sources),
+                       meta={**self.meta, "size": size, "resized_from": self.size})
+
     # ------------------------------------------------------------------ disk
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the set atomically (arrays first, ``faceset.json`` last)."""

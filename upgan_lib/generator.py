@@ -73,7 +73,11 @@ class GeneratorConfig(WidthScaledConfig):
     fc_joint:     units of the two joint FC layers after concatenation.
     start_size:   side of the first feature map (4: five up blocks to 128).
     channels:     channels of the first map, then after each up block (len = blocks + 1).
-    out_size:     output side (must be start_size * 2**blocks).
+    out_size:     output side, the frame every caller sees (128).
+    draw_size:    side the network draws at (start_size * 2**blocks); 0 = out_size. Smaller than
+                  out_size, the drawing is upsampled (bilinear) to out_size behind the same interface:
+                  a 64 px generator costs about a quarter of the compute per face, the trade the CPU
+                  preset makes (most faces in photos are smaller than 64 px anyway).
     norm:         "pixel" (per-sample pixel norm after each hidden conv) or "none".
     upsample:     "nearest" or "unpool" (Dosovitskiy's zero-filled 2x unpooling).
     leak:         LeakyReLU negative slope.
@@ -88,6 +92,7 @@ class GeneratorConfig(WidthScaledConfig):
     start_size: int = 4
     channels: tuple[int, ...] = (512, 512, 256, 128, 64, 32)
     out_size: int = 128
+    draw_size: int = 0
     norm: str = "pixel"
     upsample: str = "nearest"
     leak: float = 0.2
@@ -103,12 +108,20 @@ class GeneratorConfig(WidthScaledConfig):
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"GeneratorConfig.upsample {self.upsample!r}: use one of {UPSAMPLES}")
         blocks = len(self.channels) - 1
-        if blocks < 1 or self.start_size * 2 ** blocks != self.out_size:
+        if not 0 <= self.draw_size <= self.out_size:
+            raise ValueError(f"GeneratorConfig.draw_size {self.draw_size} must be in [1, out_size {self.out_size}] (0 = out_size)")
+        if blocks < 1 or self.start_size * 2 ** blocks != self.drawn_size:
             raise ValueError(
                 f"GeneratorConfig: start_size {self.start_size} with {blocks} up blocks (len(channels) - 1) gives "
-                f"{self.start_size * 2 ** max(blocks, 0)} px, not out_size {self.out_size}; "
+                f"{self.start_size * 2 ** max(blocks, 0)} px, not the drawing size {self.drawn_size} (draw_size, or out_size "
+                f"when draw_size is 0); "
                 "adjust channels or start_size"
             )
+
+    @property
+    def drawn_size(self) -> int:
+        """Side of the faces the network draws before any upsampling to ``out_size``."""
+        return self.draw_size or self.out_size
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -190,6 +203,16 @@ class Generator(nn.Module):
             nn.init.normal_(head.weight, std=0.5 / math.sqrt(head.weight[0].numel()))
 
     def forward(self, utility: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(face (N,3,out,out) in [-1, 1], mask logits (N,2,out,out)): the drawing at ``out_size``."""
+        face, mask_logits = self.draw(utility)
+        if self.cfg.drawn_size == self.cfg.out_size:
+            return face, mask_logits
+        size = (self.cfg.out_size, self.cfg.out_size)
+        face = F.interpolate(face, size=size, mode="bilinear", align_corners=False).clamp(-1.0, 1.0)
+        return face, F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+
+    def draw(self, utility: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network itself: face and mask logits at ``cfg.drawn_size`` (what training compares)."""
         if utility.ndim != 2 or utility.shape[1] != UTILITY_DIM:
             raise ValueError(f"Generator expects utility vectors (N, {UTILITY_DIM}), got {tuple(utility.shape)}")
         u = utility.to(self.to_map.weight.dtype)

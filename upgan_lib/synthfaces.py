@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .align import FIT_WEIGHTS, canonical_points7, matrix_scale, similarity_fit
 from .faceset import FaceSet
 
 #: base skin colours (RGB) for UTKFace race codes 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others
@@ -29,6 +30,17 @@ SKIN_TONES = np.array([[232, 196, 170], [110, 72, 50], [225, 190, 150], [170, 12
 HAIR_COLOURS = np.array([[30, 22, 18], [80, 50, 30], [150, 110, 60], [200, 170, 110], [110, 40, 20]], np.float32)
 IRIS_COLOURS = np.array([[60, 40, 25], [70, 110, 160], [80, 120, 70], [40, 30, 20]], np.float32)
 _RENDER_SCALE = 2  # draw at 2x then area-downsample, for anti-aliased edges
+#: Mean positions of the 7 utility points in the layout the faces are designed in (a 128 frame with
+#: room for hair and neck); each face is then moved into the canonical frame (:mod:`upgan_lib.align`).
+_DESIGN_POINTS7 = np.array([[45.5, 56.8], [82.5, 56.8], [64.0, 79.5], [51.0, 97.0], [77.0, 97.0],
+                            [64.0, 93.0], [64.0, 103.25]], np.float64)
+
+
+def design_to_frame(size: int = 128) -> np.ndarray:
+    """(3, 3) similarity taking the design layout (``size`` pixels) to the canonical aligned frame."""
+    k = size / 128.0
+    m = similarity_fit(_DESIGN_POINTS7 * k, canonical_points7(size), FIT_WEIGHTS)
+    return np.vstack([m, [0.0, 0.0, 1.0]])
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,8 @@ def render_face(ident: Identity, rng: np.random.Generator, size: int = 128, pose
         m = _similarity(rng.uniform(-8, 8), rng.uniform(0.95, 1.05), rng.uniform(-2.5, 2.5, 2), size)
     else:
         m = _similarity(0.0, 1.0, (0.0, 0.0), size)
+    m = (design_to_frame(size) @ np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
+    sc = matrix_scale(m)  # design pixels -> frame pixels, for radii and widths
     l68 = _apply(m, l68).astype(np.float32)
     outline = _apply(m, outline)
     fore = _apply(m, _forehead(ident, size))
@@ -190,7 +204,7 @@ def render_face(ident: Identity, rng: np.random.Generator, size: int = 128, pose
     # hair behind the head
     if ident.hair_style in (1, 2):
         cx, cy = _apply(m, np.array([[64.0, ident.eye_y + (20 if ident.hair_style == 2 else 0)]]))[0]
-        axes = (ident.face_w * 1.25 * k, (ident.face_h * (1.05 if ident.hair_style == 2 else 0.7) + 8) * k)
+        axes = (ident.face_w * 1.25 * k * sc, (ident.face_h * (1.05 if ident.hair_style == 2 else 0.7) + 8) * k * sc)
         cv2.ellipse(img, (int(cx * k * 16), int(cy * k * 16)), (int(axes[0] * 16), int(axes[1] * 16)),
                     0, 180, 360 + (180 if ident.hair_style == 2 else 0), hair, -1, aa, shift)
     # neck
@@ -209,22 +223,22 @@ def render_face(ident: Identity, rng: np.random.Generator, size: int = 128, pose
         for j in range(2 if ident.age > 65 else 1):
             y = 36 + 4 * j
             a = _apply(m, np.array([[54.0, y], [74.0, y]]))
-            cv2.line(img, tuple(poly(a[0])), tuple(poly(a[1])), tuple(skin * 0.75), k, aa, shift)
+            cv2.line(img, tuple(poly(a[0])), tuple(poly(a[1])), tuple(skin * 0.75), round(k * sc), aa, shift)
     # brows
     for s in (17, 22):
-        cv2.polylines(img, [poly(l68[s:s + 5])], False, tuple(np.array(hair) * 0.8), ident.brow_thick * k, aa, shift)
+        cv2.polylines(img, [poly(l68[s:s + 5])], False, tuple(np.array(hair) * 0.8), round(ident.brow_thick * k * sc), aa, shift)
     # eyes: white, iris, pupil, outline
     for s in (36, 42):
         eye = l68[s:s + 6]
         cv2.fillPoly(img, [poly(eye)], (245, 245, 240), aa, shift)
         c = eye.mean(axis=0)
-        r = max(1.5, ident.eye_h * 0.45)
+        r = max(1.5, ident.eye_h * 0.45) * sc
         cv2.circle(img, tuple(poly(c)), int(r * k * 16), ident.iris, -1, aa, shift)
         cv2.circle(img, tuple(poly(c)), int(r * 0.45 * k * 16), (10, 10, 10), -1, aa, shift)
-        cv2.polylines(img, [poly(eye)], True, (40, 30, 30), k, aa, shift)
+        cv2.polylines(img, [poly(eye)], True, (40, 30, 30), round(k * sc), aa, shift)
     # nose
-    cv2.polylines(img, [poly(l68[27:31])], False, tuple(skin * 0.7), k, aa, shift)
-    cv2.polylines(img, [poly(l68[31:36])], False, tuple(skin * 0.6), k, aa, shift)
+    cv2.polylines(img, [poly(l68[27:31])], False, tuple(skin * 0.7), round(k * sc), aa, shift)
+    cv2.polylines(img, [poly(l68[31:36])], False, tuple(skin * 0.6), round(k * sc), aa, shift)
     # mouth
     lip = (170, 70, 80) if ident.gender == 1 else tuple(skin * np.array([0.85, 0.6, 0.6]))
     cv2.fillPoly(img, [poly(l68[48:60])], lip, aa, shift)

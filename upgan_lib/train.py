@@ -51,6 +51,7 @@ and ``identifier.safetensors`` when the perceptual loss is on.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -123,6 +124,10 @@ class TrainConfig:
     ``synth_identities``/``synth_photos``: the SynthFaces set used when no data are given.
     ``identifier``: path of a trained identifier for the perceptual loss (see the module doc);
     ``train_identifier``: train a small one on the data's identities when none is found.
+    ``holdout``: faces of the data (a seeded draw, :meth:`FaceSet.holdout_split`) left out of
+    training so that the model can be scored on faces it never saw (0 = train on all).
+    ``ema``: decay of an exponential moving average of the generator's weights, updated after every
+    step (0 = off); when on, samples and the exported generator are the average.
     """
 
     preset: str = "smoke"
@@ -151,10 +156,15 @@ class TrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig.for_preset("smoke"))
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig.for_preset("smoke"))
     identifier_training: Any = None  # IdentifierConfig for train_identifier; None -> IdentifierConfig.for_preset(preset)
+    ema: float = 0.0
+    holdout: int = 0
 
     @classmethod
     def for_preset(cls, name: str = "smoke") -> "TrainConfig":
-        """smoke: CPU seconds on SynthFaces (128 faces, 8 steps per epoch); full: the paper's run on a GPU."""
+        """smoke: CPU seconds on SynthFaces (128 faces, 8 steps per epoch); full: the paper's run on a GPU;
+        cpu: the best model two CPU cores train in 150 minutes (:func:`cpu_preset`)."""
+        if name == "cpu":
+            return cpu_preset(cls)
         name = resolve_preset(name)
         common = dict(preset=name, generator=GeneratorConfig.for_preset(name),
                       discriminator=DiscriminatorConfig.for_preset(name), augment=AugmentConfig.for_preset(name))
@@ -194,6 +204,40 @@ class TrainConfig:
 
             cfg.identifier_training = _dataclass_from_dict(IdentifierConfig, ident, "config.identifier_training")
         return cfg
+
+
+#: The CPU preset, chosen by a wall-time-matched search (benchmarks/README.md): the paper's layout
+#: at this width, drawing at this size (upsampled to 128), with these losses, batch and rates.
+CPU_PRESET = dict(width=0.25, draw_size=64, losses=("adv", "l2", "mask"), batch_size=32, lr_g=2e-4, lr_d=2e-4,
+                  ema=0.999, minutes=150, holdout=2000)
+
+
+def network_configs(width: float, draw_size: int) -> tuple[GeneratorConfig, DiscriminatorConfig, AugmentConfig]:
+    """Generator, discriminator and augmentation configs of the paper's layout at ``width`` for a
+    generator drawing ``draw_size`` px faces (the discriminator judges them at that size; the
+    elastic distortion keeps its shape relative to the face)."""
+    g_full, d_full = GeneratorConfig(), DiscriminatorConfig()
+    drop = {128: 0, 64: 1, 32: 2}.get(draw_size)
+    if drop is None:
+        raise TrainError(f"draw_size {draw_size}: use 128, 64 or 32")
+    g = GeneratorConfig(width=width, channels=g_full.channels[:len(g_full.channels) - drop],
+                        draw_size=0 if drop == 0 else draw_size)
+    d = DiscriminatorConfig(width=width, channels=d_full.channels[:len(d_full.channels) - drop], in_size=draw_size)
+    a = AugmentConfig()
+    k = draw_size / 128
+    aug = dataclasses.replace(a, alpha=a.alpha * k * k, sigma=a.sigma * k)
+    return g, d, aug
+
+
+def cpu_preset(cls=None) -> "TrainConfig":
+    """The ``cpu`` preset: :data:`CPU_PRESET` as a :class:`TrainConfig` (epochs effectively unlimited:
+    a run is bounded by ``--max-minutes``, 150 by default on the command line)."""
+    p = CPU_PRESET
+    g, d, aug = network_configs(p["width"], p["draw_size"])
+    return (cls or TrainConfig)(preset="cpu", epochs=1000, batch_size=p["batch_size"], losses=p["losses"],
+                                lr_g=p["lr_g"], lr_d=p["lr_d"], ema=p["ema"], holdout=p["holdout"], compile=False, checkpoint_every=200,
+                                log_every=20, train_identifier=False, generator=g, discriminator=d, augment=aug,
+                                samples=8)
 
 
 def _jsonable(x):
@@ -368,6 +412,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if data.size != cfg.generator.drawn_size:  # a generator drawing smaller faces learns from smaller faces
+            data = data.resized(cfg.generator.drawn_size)
         self.data = to_device_data(data, device, cfg.data_on_device)
         if len(self.data) < 1:
             raise TrainError("the training set is empty")
@@ -390,12 +436,17 @@ class Trainer:
         fp16 = self.dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
-        self.g_fwd, self.d_fwd = self.G, self.D
+        self.G_ema = None
+        if cfg.ema > 0:
+            if not cfg.ema < 1:
+                raise TrainError(f"ema={cfg.ema}: the decay must be in (0, 1), e.g. 0.999 (0 = off)")
+            self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        self.g_fwd, self.d_fwd = self.G.draw, self.D
         self.concat_d = cfg.discriminator.norm != "batch"
         self.compiled = bool(cfg.compile and cuda)
         if self.compiled:
             # static shapes: D sees 2B (real + fake) and B faces, each compiled once
-            self.g_fwd = torch.compile(self.G, mode=cfg.compile_mode, dynamic=False)
+            self.g_fwd = torch.compile(self.G.draw, mode=cfg.compile_mode, dynamic=False)
             self.d_fwd = torch.compile(self.D, mode=cfg.compile_mode, dynamic=False)
             if perceptual is not None:
                 self.criterion.perceptual = torch.compile(perceptual, mode=cfg.compile_mode, dynamic=False)
@@ -471,10 +522,22 @@ class Trainer:
         self.scaler_g.scale(total).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
+        if self.G_ema is not None:
+            self.update_ema()
         for i, name in enumerate(("adv", "l2", "mask", "perceptual", "total")):
             if name in parts:
                 out[i + 1] = parts[name].float()
         return out
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the averaged generator a step ``1 - ema`` towards the trained one."""
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - self.cfg.ema)
+
+    @property
+    def G_out(self) -> torch.nn.Module:
+        """The generator to sample and export: the weight average when ``ema`` is on."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -490,12 +553,16 @@ class Trainer:
                             "augment_device": self.device.type},
             "log_acc": {"sum": self.acc.detach().clone(), "steps": self.acc_steps},
         }
+        if self.G_ema is not None:
+            states["generator_ema"] = self.G_ema.state_dict()
         return states
 
     def load_state(self, states: dict[str, Any]) -> list[str]:
         """Restore from :meth:`state`; returns warnings (e.g. RNG streams that cannot move devices)."""
         warnings = []
         self.G.load_state_dict(states["generator"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(states.get("generator_ema", states["generator"]))
         self.D.load_state_dict(states["discriminator"])
         self.opt_g.load_state_dict(states["optimizer_g"])
         self.opt_d.load_state_dict(states["optimizer_d"])
@@ -813,6 +880,10 @@ def train(cfg: TrainConfig, data: FaceSet, out_dir: str | os.PathLike, resume: b
     t_start = time.perf_counter()
     run_dir = Path(out_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
+    if cfg.holdout:
+        if cfg.holdout >= len(data):
+            raise TrainError(f"holdout={cfg.holdout} leaves no training faces of the {len(data)} given")
+        data = data.holdout_split(cfg.holdout)[0]  # seed 0: the same faces held out for every run
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     say = print if progress else (lambda *a, **k: None)
     saved_states = saved_meta = None
@@ -952,7 +1023,7 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
             trainer.epoch += 1
             trainer.pos = 0
             trainer.epoch_rng_state = trainer.data_gen.get_state()  # state after this epoch's draw
-            rows, _ = sample_rows(trainer.G, sample_util, sample_real)
+            rows, _ = sample_rows(trainer.G_out, sample_util, sample_real)
             save_png(run_dir / "samples" / f"epoch_{trainer.epoch:03d}.png", tile_rows(rows))
     finally:
         bar.close()
@@ -961,7 +1032,7 @@ def _loop(cfg, trainer: Trainer, data, run_dir, data_path, progress, say, stop_a
     gen_path = None
     if not stopped:
         save(True)
-        gen_path = save_checkpoint(run_dir / GENERATOR_NAME, {"generator": trainer.G.state_dict()},
+        gen_path = save_checkpoint(run_dir / GENERATOR_NAME, {"generator": trainer.G_out.state_dict()},
                                    {"format": "upgan-generator/1", "generator_config": _jsonable(cfg.generator),
                                     "step": trainer.step, "losses": list(cfg.losses)})
     if trainer.device.type == "cuda":
@@ -1011,7 +1082,7 @@ def load_generator(run_dir_or_checkpoint: str | os.PathLike, map_location: str |
         raise CheckpointError(f"{p}: not a generator or training checkpoint (format {meta.get('format')!r})")
     G = Generator(_dataclass_from_dict(GeneratorConfig, gcfg, f"{p}: generator config"))
     try:
-        G.load_state_dict(states["generator"])
+        G.load_state_dict(states.get("generator_ema", states["generator"]))  # the weight average when trained with one
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"{p}: the generator weights do not fit its config ({str(e).splitlines()[0]})") from e
     return G.to(map_location).eval()
@@ -1026,7 +1097,8 @@ def export_generator(run_dir_or_checkpoint: str | os.PathLike, out: str | os.Pat
     states, meta = load_checkpoint(src)
     if "generator" not in states:
         raise CheckpointError(f"{src}: holds no generator weights")
-    weights = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in states["generator"].items()}
+    weights = {k: (v.to(dtype) if v.is_floating_point() else v)
+               for k, v in states.get("generator_ema", states["generator"]).items()}
     return save_checkpoint(out, {"generator": weights}, meta)
 
 
@@ -1034,8 +1106,17 @@ def export_generator(run_dir_or_checkpoint: str | os.PathLike, out: str | os.Pat
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="prepared face set folder (`upgan prepare`); default: embedded SynthFaces")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, samples/, generator.safetensors")
-    p.add_argument("--preset", default=None, choices=["auto", "smoke", "full"],
-                   help="smoke: CPU, seconds; full: the paper's run on a GPU (default auto; on --resume: the run's)")
+    p.add_argument("--preset", default=None, choices=["auto", "smoke", "full", "cpu"],
+                   help="smoke: CPU, seconds; full: the paper's run on a GPU; cpu: the shipped model's recipe, the best "
+                        "two CPU cores train in 150 minutes (default auto; on --resume: the run's)")
+    p.add_argument("--width", type=float, default=None, help="network width (channels x WIDTH) of G and D")
+    p.add_argument("--draw-size", type=int, default=None, choices=[32, 64, 128],
+                   help="side the generator draws at (upsampled to 128); the discriminator judges that size")
+    p.add_argument("--lr-g", type=float, default=None, help="generator Adam learning rate")
+    p.add_argument("--lr-d", type=float, default=None, help="discriminator Adam learning rate")
+    p.add_argument("--ema", type=float, default=None, help="decay of the generator weight average (0 = off)")
+    p.add_argument("--holdout", type=int, default=None,
+                   help="faces of --data left out of training (a fixed seeded draw) to score the model on")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (a resumed run may raise it)")
     p.add_argument("--batch-size", type=int, default=None, help="faces per step")
     p.add_argument("--losses", default=None, help="comma-separated subset of adv,l2,mask,perceptual (default all)")
@@ -1067,12 +1148,21 @@ def config_from_args(args) -> TrainConfig:
         cfg = TrainConfig.for_preset(args.preset or "auto")
     for flag, name in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed"), ("amp", "amp"),
                        ("compile", "compile"), ("checkpoint_every", "checkpoint_every"), ("log_every", "log_every"),
-                       ("identifier", "identifier")):
+                       ("identifier", "identifier"), ("holdout", "holdout")):
         v = getattr(args, flag, None)
         if v is not None:
             setattr(cfg, name, v)
     if args.losses is not None:
         cfg.losses = parse_losses(args.losses)
+    for flag in ("lr_g", "lr_d", "ema"):
+        if getattr(args, flag, None) is not None:
+            setattr(cfg, flag, getattr(args, flag))
+    width, draw = getattr(args, "width", None), getattr(args, "draw_size", None)
+    if width is not None or draw is not None:
+        cfg.generator, cfg.discriminator, cfg.augment = network_configs(
+            cfg.generator.width if width is None else width, cfg.generator.drawn_size if draw is None else draw)
+    if cfg.preset == "cpu" and args.max_minutes is None and not args.resume:
+        args.max_minutes = CPU_PRESET["minutes"]
     cfg.__post_init__()
     return cfg
 

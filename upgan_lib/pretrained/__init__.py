@@ -1,0 +1,101 @@
+"""The models that ship with the course: a UP-GAN generator and an attribute estimator trained
+by the course's own code on a CPU (``MODEL_CARD.md`` beside this file says how, on what, and how
+well they do).
+
+They make every chapter and ``upgan obscure`` work out of the box: a chapter that needs a trained
+generator and finds no run of chapter 07 uses :func:`generator` and says so; ``upgan obscure``
+uses both when no ``--checkpoint`` / ``--attributes`` is given, so each face keeps its own
+estimated age, gender and race.
+
+Files (bf16 safetensors, loaded back as float32; :func:`fingerprints` are their SHA-256, also
+written in the model card and checked by the tests):
+
+- ``generator.safetensors``: the ``cpu`` training preset (``upgan train --preset cpu``).
+- ``attributes.safetensors``: the attribute estimator (``upgan_lib.attributes``).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GENERATOR_FILE = HERE / "generator.safetensors"
+ATTRIBUTES_FILE = HERE / "attributes.safetensors"
+MODEL_CARD = HERE / "MODEL_CARD.md"
+
+
+class NoShippedModel(FileNotFoundError):
+    """The installed course has no shipped model file (e.g. a trimmed install)."""
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise NoShippedModel(f"the shipped model file {path} is missing: reinstall the course "
+                             "(`pip install -e .` in a checkout), or train your own (`upgan train --preset cpu`)")
+    return path
+
+
+def available() -> bool:
+    """True when both shipped files are installed."""
+    return GENERATOR_FILE.exists() and ATTRIBUTES_FILE.exists()
+
+
+def generator_path() -> Path:
+    return _need(GENERATOR_FILE)
+
+
+def attributes_path() -> Path:
+    return _need(ATTRIBUTES_FILE)
+
+
+def generator(map_location="cpu"):
+    """The shipped UP-GAN generator (float32, eval mode): utility (N, 17) -> 128 px faces and mask logits."""
+    from .. import train
+
+    return train.load_generator(generator_path(), map_location=map_location)
+
+
+def attribute_estimator(map_location="cpu"):
+    """The shipped attribute estimator (eval mode): aligned faces -> age, gender, race."""
+    from ..attributes import load_attribute_estimator
+
+    return load_attribute_estimator(attributes_path(), map_location=map_location)
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprints() -> dict[str, str]:
+    """SHA-256 of the shipped files, by file name."""
+    return {p.name: sha256(_need(p)) for p in (GENERATOR_FILE, ATTRIBUTES_FILE)}
+
+
+def card_fingerprints(card: str | None = None) -> dict[str, str]:
+    """The fingerprints the model card states (lines ``sha256 FILE HEX``)."""
+    text = MODEL_CARD.read_text() if card is None else card
+    return dict(re.findall(r"sha256\s+`?([\w.]+)`?\s+`?([0-9a-f]{64})`?", text))
+
+
+def export(run_dir, estimator_path, out_dir=HERE) -> dict[str, str]:
+    """Write a training run's generator and an attribute estimator as the shipped bf16 files in
+    ``out_dir``; returns their fingerprints (paste them into the model card)."""
+    import torch
+
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..train import export_generator
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    export_generator(run_dir, out / GENERATOR_FILE.name)
+    states, meta = load_checkpoint(estimator_path)
+    # BatchNorm's running statistics stay float32: bf16 would shift every prediction a little
+    half = {k: (v.to(torch.bfloat16) if v.is_floating_point() and "running_" not in k else v)
+            for k, v in states["model"].items()}
+    save_checkpoint(out / ATTRIBUTES_FILE.name, {"model": half}, meta)
+    return {p: sha256(out / p) for p in (GENERATOR_FILE.name, ATTRIBUTES_FILE.name)}
