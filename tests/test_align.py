@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from upgan_lib.align import (ALIGNED_SIZE, FIT_WEIGHTS, align_face, alignment_matrix, apply_matrix, canonical_points7,
-                             face_mask, face_masks, face_outline, frame_outside_fraction, matrix_scale,
+                             compare_frames, face_mask, face_masks, face_outline, frame_outside_fraction, matrix_scale,
                              similarity_fit)
 from upgan_lib.synthfaces import identity_landmarks, random_identity
 from upgan_lib.utility import reduce_68_to_7
@@ -131,3 +131,18 @@ def test_face_masks_batch(small_synthfaces):
     assert ms.shape == (3, 128, 128)
     assert np.array_equal(ms[1], face_mask(small_synthfaces.landmarks68[1]))
     assert face_masks(np.zeros((0, 68, 2))).shape == (0, 128, 128)
+
+
+def test_compare_frames_shows_the_loose_frame_leaving_the_crop():
+    from upgan_lib.synthfaces import make_synthfaces
+
+    fs = make_synthfaces(2, 2, seed=5)
+    # photos cut like UTKFace crops: each face aligned into a 200 px canonical frame
+    imgs, l68 = [], []
+    for f, p in zip(fs.faces, fs.landmarks68):
+        a = align_face(np.ascontiguousarray(f), p, 200)
+        imgs.append(a.image)
+        l68.append(a.landmarks68)
+    cmp = compare_frames(imgs, l68)
+    assert cmp["loose"].shape == cmp["canonical"].shape == (4, 128, 128, 3)
+    assert cmp["canonical_outside"].max() < 0.02 and cmp["loose_outside"].min() > 0.25

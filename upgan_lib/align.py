@@ -46,6 +46,12 @@ _TEMPLATE_128 = np.array([
     [64.0, 104.0],  # bottom of the lower lip
 ], dtype=np.float32)
 
+#: The looser frame the course used first (the 7 points of cartoon faces drawn with room for hair
+#: and neck): faces a third smaller, so most of the frame lies outside a UTKFace crop. Kept to show
+#: why the canonical frame was changed (:func:`compare_frames`, chapter 01).
+LOOSE_TEMPLATE_128 = np.array([[45.5, 56.8], [82.5, 56.8], [64.0, 79.5], [51.0, 97.0], [77.0, 97.0],
+                               [64.0, 93.0], [64.0, 103.25]], dtype=np.float32)
+
 #: Weights of the 7 points in the alignment fit (eyes, nose, mouth corners; lips excluded).
 FIT_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0], dtype=np.float64)
 
@@ -150,6 +156,20 @@ def frame_outside_fraction(matrix: np.ndarray, image_shape: tuple[int, ...], siz
     src = apply_matrix(back, grid)
     h, w = image_shape[:2]
     return float(np.mean((src[:, 0] < 0) | (src[:, 1] < 0) | (src[:, 0] > w) | (src[:, 1] > h)))
+
+
+def compare_frames(images, landmarks68, size: int = ALIGNED_SIZE) -> dict:
+    """Align each photo (H, W, 3) with its 68 landmarks into the loose frame and into the canonical
+    frame: ``{"loose": (N,S,S,3), "canonical": (N,S,S,3), "loose_outside": (N,), "canonical_outside": (N,)}``,
+    the last two the share of each frame that lies outside the photo (filled by repeating its border)."""
+    out: dict = {"loose": [], "canonical": [], "loose_outside": [], "canonical_outside": []}
+    loose_t = LOOSE_TEMPLATE_128 * (size / 128.0)
+    for img, l68 in zip(images, landmarks68):
+        p7 = reduce_68_to_7(_check68(l68))
+        for name, m in (("loose", similarity_fit(p7, loose_t, FIT_WEIGHTS)), ("canonical", alignment_matrix(l68, size))):
+            out[name].append(align_face(np.asarray(img), l68, size, matrix=m).image)
+            out[f"{name}_outside"].append(frame_outside_fraction(m, np.shape(img), size))
+    return {k: np.array(v) for k, v in out.items()}
 
 
 def face_outline(landmarks68: np.ndarray, n_arc: int = 17) -> np.ndarray:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .align import FIT_WEIGHTS, canonical_points7, matrix_scale, similarity_fit
+from .align import FIT_WEIGHTS, LOOSE_TEMPLATE_128, canonical_points7, matrix_scale, similarity_fit
 from .faceset import FaceSet
 
 #: base skin colours (RGB) for UTKFace race codes 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others
@@ -32,8 +32,7 @@ IRIS_COLOURS = np.array([[60, 40, 25], [70, 110, 160], [80, 120, 70], [40, 30, 2
 _RENDER_SCALE = 2  # draw at 2x then area-downsample, for anti-aliased edges
 #: Mean positions of the 7 utility points in the layout the faces are designed in (a 128 frame with
 #: room for hair and neck); each face is then moved into the canonical frame (:mod:`upgan_lib.align`).
-_DESIGN_POINTS7 = np.array([[45.5, 56.8], [82.5, 56.8], [64.0, 79.5], [51.0, 97.0], [77.0, 97.0],
-                            [64.0, 93.0], [64.0, 103.25]], np.float64)
+_DESIGN_POINTS7 = LOOSE_TEMPLATE_128.astype(np.float64)
 
 
 def design_to_frame(size: int = 128) -> np.ndarray:
