@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--exclude", nargs="+", default=[], metavar="SET_DIR",
                    help="prepared sets whose UTKFace faces (by source name) are left out, e.g. the set the "
                         "UP-GAN run trained on")
+    p.add_argument("--holdout", type=int, default=None, metavar="N",
+                   help="use only the N faces `upgan train --holdout N` left out of training (the same seeded draw)")
     p.add_argument("--max-utk", type=int, default=None,
                    help="then use a random sample (seeded) of this many UTKFace faces")
     p.add_argument("--run", default=None, help="UP-GAN training run folder (omit: no UP-GAN row)")
@@ -75,6 +77,9 @@ def main(argv=None) -> int:
         keep = np.array([i for i, name in enumerate(utk.sources) if name not in used], dtype=int)
         print(f"UTKFace: {len(utk)} faces, {len(utk) - len(keep)} left out (in {', '.join(args.exclude)})")
         utk = utk.subset(keep)
+    if args.holdout:
+        utk = utk.holdout_split(args.holdout)[1]
+        print(f"UTKFace: the {len(utk)} faces held out of training")
     if args.max_utk and len(utk) > args.max_utk:
         utk = utk.subset(np.sort(np.random.default_rng(args.seed).choice(len(utk), args.max_utk, replace=False)))
     people = np.unique(ids.identity)[: args.people]

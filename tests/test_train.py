@@ -466,3 +466,15 @@ def test_discriminator_separates_real_from_generated(tiny):
         fake, _ = tr.G.draw(util)
         real_logit, fake_logit = tr.D(real).mean(), tr.D(fake).mean()
     assert real_logit > fake_logit + 1.0, (float(real_logit), float(fake_logit))
+
+
+def test_weight_average_warms_up(tiny):
+    g, d, a = T.network_configs(1 / 16, 32)
+    tr = T.Trainer(tiny_cfg(generator=g, discriminator=d, augment=a, ema=0.999), tiny, torch.device("cpu"))
+    w0 = [p.clone() for p in tr.G_ema.parameters()]
+    with torch.no_grad():
+        for p in tr.G.parameters():
+            p.add_(1.0)
+    tr.update_ema()  # step 0: decay 0.1, the average moves 90 % of the way
+    moved = [float((e - s).mean()) for e, s in zip(tr.G_ema.parameters(), w0)]
+    assert all(abs(m - 0.9) < 1e-4 for m in moved)

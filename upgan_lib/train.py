@@ -531,8 +531,11 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """Move the averaged generator a step ``1 - ema`` towards the trained one."""
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - self.cfg.ema)
+        """Move the averaged generator a step ``1 - decay`` towards the trained one. The decay warms
+        up as ``(1 + step) / (10 + step)`` until it reaches ``ema``, so that early in a run the
+        average is not dominated by the random initial weights."""
+        decay = min(self.cfg.ema, (1.0 + self.step) / (10.0 + self.step))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
 
     @property
     def G_out(self) -> torch.nn.Module:

@@ -99,3 +99,51 @@ def export(run_dir, estimator_path, out_dir=HERE) -> dict[str, str]:
             for k, v in states["model"].items()}
     save_checkpoint(out / ATTRIBUTES_FILE.name, {"model": half}, meta)
     return {p: sha256(out / p) for p in (GENERATOR_FILE.name, ATTRIBUTES_FILE.name)}
+
+
+# ---------------------------------------------------------------------------- the course's generator
+#: chapter 07's main training run, relative to the cache folder
+COURSE_RUN = Path("course") / "07_training" / "runs" / "adv+l2+mask+perceptual"
+
+
+def course_generator(cache_dir, checkpoint=None, preset: str = "smoke", device="cpu", out_dir=None, seed: int = 0,
+                     progress: bool = False, say=print) -> Path:
+    """The generator a later chapter uses, as a path ``train.load_generator`` reads, first found of:
+
+    1. ``checkpoint`` (a run folder or generator file the student names);
+    2. chapter 07's main run in the cache (``<cache>/course/07_training/runs/adv+l2+mask+perceptual``);
+    3. on the smoke preset, a tiny run trained here with ``train.py`` into ``out_dir`` (default
+       ``<cache>/course/smoke_generator``, shared by the chapters; 4 steps on 32 SynthFaces: seconds
+       on a CPU, and it will not draw faces yet: chapters show the shipped model beside it);
+    4. on any other preset, the model shipped with the course (:func:`generator_path`).
+
+    ``say`` is told which one it is.
+    """
+    from dataclasses import replace
+
+    from ..train import GENERATOR_NAME, TrainConfig, train
+
+    if checkpoint:
+        p = Path(checkpoint)
+        if not p.exists():
+            raise FileNotFoundError(f"CHECKPOINT {p} not found: pass a run folder of `upgan train --out DIR` or a "
+                                    "generator file, or None for chapter 07's run")
+        say(f"generator: {p}")
+        return p
+    run = Path(cache_dir) / COURSE_RUN
+    if (run / GENERATOR_NAME).exists():
+        say(f"generator: chapter 07's run {run}")
+        return run
+    if preset == "smoke":
+        tiny = Path(out_dir) if out_dir else Path(cache_dir) / "course" / "smoke_generator"
+        if not (tiny / GENERATOR_NAME).exists():
+            from ..synthfaces import make_synthfaces
+
+            cfg = replace(TrainConfig.for_preset("smoke"), epochs=1, batch_size=8, losses=("adv", "l2", "mask"),
+                          checkpoint_every=4, log_every=1, samples=4, seed=seed, train_identifier=False)
+            train(cfg, make_synthfaces(4, 8, seed=seed), tiny, resume=True, progress=progress, device=device)
+        say(f"generator: a few-step smoke run on SynthFaces ({tiny}); chapter 07 was not run")
+        return tiny
+    say(f"generator: the model shipped with the course ({generator_path()}), because chapter 07 has not been "
+        f"run (no {run / GENERATOR_NAME}); see upgan_lib/pretrained/MODEL_CARD.md")
+    return generator_path()
