@@ -286,3 +286,10 @@ def test_folder_source_counts_links_fifos_and_unreadable_folders(tmp_path):
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["not_read_paths"]["by_reason"] == {"dangling_link": 1, "not_regular": 1}
     assert snapshot(tmp_path, exclude=tmp_path / "out") == before
+
+
+def test_single_fifo_input_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "p.jpg")
+    with pytest.raises(ObscureError, match="not a regular file"):
+        _run(tmp_path / "p.jpg", tmp_path / "o.jpg")
+    assert not (tmp_path / "o.jpg").exists()

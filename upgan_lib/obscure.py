@@ -338,6 +338,33 @@ class KSameFaces:
         return np.stack(outs), np.stack(probs).astype(np.float32)
 
 
+def _shipped(kind: str) -> Path:
+    """Path of the model shipped with the course (``upgan_lib.pretrained``): "generator" or "attributes"."""
+    from . import pretrained
+
+    try:
+        return pretrained.generator_path() if kind == "generator" else pretrained.attributes_path()
+    except pretrained.NoShippedModel as e:
+        flag = "--checkpoint RUN_DIR" if kind == "generator" else "--attributes FILE (or --fixed-attributes)"
+        raise ObscureError(f"{e}; or pass {flag}; nothing was written") from e
+
+
+def parse_fixed_attributes(text: str | None) -> "FixedAttributes | None":
+    """``--fixed-attributes``: None (estimate per face), "paper" (the paper's values) or "AGE,GENDER,RACE"."""
+    if text is None:
+        return None
+    if text == "paper":
+        return FixedAttributes()
+    try:
+        age, gender, race = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ObscureError(f"--fixed-attributes {text!r}: give AGE,GENDER,RACE, e.g. 30,0,0 (gender 0 male / 1 female, "
+                           "race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others); nothing was written") from None
+    if not (0 <= age <= 116 and gender in (0, 1) and race in (0, 1, 2, 3, 4)):
+        raise ObscureError(f"--fixed-attributes {text!r}: age must be 0-116, gender 0 or 1, race 0-4; nothing was written")
+    return FixedAttributes(age, gender, race)
+
+
 def check_checkpoint(path) -> Path:
     """A generator checkpoint (file or run folder) must exist before anything is written."""
     if path is None:
@@ -414,7 +441,7 @@ class Obscurer:
         """Load the models named by paths (as the CLI does); raises :class:`ObscureError` first."""
         faces = None
         if cfg.method == "upgan":
-            faces = GeneratorFaces.load(checkpoint, device, precision)
+            faces = GeneratorFaces.load(checkpoint if checkpoint is not None else _shipped("generator"), device, precision)
         elif cfg.method == "ksame":
             if gallery is None:
                 raise ObscureError("--method ksame needs --gallery PREPARED_SET (aligned faces to average, "
@@ -427,7 +454,12 @@ class Obscurer:
                 faces = KSameFaces(FaceSet.load(gallery), cfg.ksame_k)
             except (NotAPreparedSet, ValueError, OSError) as e:
                 raise ObscureError(f"--gallery {gallery}: {e}; nothing was written") from e
-        attrs = EstimatorAttributes.load(attributes, device) if attributes else None
+        if isinstance(attributes, FixedAttributes):
+            attrs = attributes
+        elif cfg.method not in ("upgan", "ksame"):
+            attrs = None  # blur, pixelation and grey need no attributes
+        else:
+            attrs = EstimatorAttributes.load(attributes if attributes else _shipped("attributes"), device)
         return cls(cfg, finder=finder, faces=faces, attributes=attrs)
 
     def with_finder(self, finder) -> "Obscurer":
@@ -907,6 +939,8 @@ def obscure_path(input_path, output_path, obscurer: Obscurer, overwrite: bool = 
     else:
         if src.suffix.lower() not in IMAGE_SUFFIXES:
             raise ObscureError(f"{src}: unsupported input type {src.suffix!r}; use .jpg, .jpeg or .png")
+        if not src.is_file():  # a FIFO or device would block or never end
+            raise ObscureError(f"{show_path(src)} is not a regular file (FIFO, socket or device); nothing was written")
         target = dst / src.name if dst.is_dir() else dst
         if target.suffix.lower() not in IMAGE_SUFFIXES:
             raise ObscureError(f"{target}: output must end in .jpg, .jpeg or .png (or be an existing folder)")
@@ -1024,36 +1058,16 @@ def sample_identity_photos(source, n: int, seed: int = 0, max_side: int | None =
 # ---------------------------------------------------------------------------------------------
 # the generator the course's later chapters use
 # ---------------------------------------------------------------------------------------------
-#: chapter 07's main training run, relative to the cache folder
-COURSE_RUN = Path("course") / "07_training" / "runs" / "adv+l2+mask+perceptual"
-
-
 def course_run(cache_dir, checkpoint=None, preset: str = "smoke", device="cpu", out_dir=None, seed: int = 0,
                progress: bool = False) -> Path:
-    """The trained run chapters 10 and 11 use: ``checkpoint`` if given; else chapter 07's main run
-    in the cache (``<cache>/course/07_training/runs/adv+l2+mask+perceptual``); else, on the smoke
-    preset only, a tiny run trained with ``train.py`` into ``out_dir`` (default
-    ``<cache>/course/smoke_generator``, shared by the chapters; 4 steps on 32 SynthFaces, no
-    perceptual loss: seconds on a CPU; it will not draw faces yet). On the full preset a missing
-    run is an error saying to run chapter 07 first."""
-    from .train import GENERATOR_NAME, TrainConfig, train
+    """The trained run chapters 10 and 11 use (``pretrained.course_generator``: the named checkpoint,
+    chapter 07's run, a smoke run, or the model shipped with the course); errors as :class:`ObscureError`."""
+    from . import pretrained
 
-    if checkpoint:
-        return check_checkpoint(checkpoint)
-    run = Path(cache_dir) / COURSE_RUN
-    if (run / GENERATOR_NAME).exists():
-        return run
-    if preset != "smoke":
-        raise ObscureError(f"no trained generator at {run}: run chapter 07 (training) first, or set CHECKPOINT to a "
-                           "run folder (`upgan train --out DIR`)")
-    tiny = Path(out_dir) if out_dir else Path(cache_dir) / "course" / "smoke_generator"
-    if not (tiny / GENERATOR_NAME).exists():
-        from .synthfaces import make_synthfaces
-
-        cfg = replace(TrainConfig.for_preset("smoke"), epochs=1, batch_size=8, losses=("adv", "l2", "mask"),
-                      checkpoint_every=4, log_every=1, samples=4, seed=seed, train_identifier=False)
-        train(cfg, make_synthfaces(4, 8, seed=seed), tiny, resume=True, progress=progress, device=device)
-    return tiny
+    try:
+        return pretrained.course_generator(cache_dir, checkpoint, preset, device, out_dir, seed, progress)
+    except (FileNotFoundError, pretrained.NoShippedModel) as e:
+        raise ObscureError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1144,10 +1158,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", metavar="OUTPUT", help="output photo (or existing folder) for one photo; a folder for a folder")
     p.add_argument("--method", choices=METHODS, default="upgan",
                    help="upgan (generated face, default), blur, pixelate, ksame (needs --gallery), gray")
-    p.add_argument("--checkpoint", metavar="PATH", help="UP-GAN run folder or generator checkpoint (method upgan)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="UP-GAN run folder or generator checkpoint (method upgan; default: the generator shipped "
+                        "with the course, upgan_lib/pretrained)")
     p.add_argument("--attributes", metavar="PATH",
-                   help="attribute estimator checkpoint (attributes.save_attribute_estimator); without it every "
-                        "face gets the paper's fixed attributes (age 30, male, White; the report says so)")
+                   help="attribute estimator checkpoint (`upgan attributes`; default: the estimator shipped with the "
+                        "course): each face keeps its own estimated age, gender and race")
+    p.add_argument("--fixed-attributes", nargs="?", const="paper", default=None, metavar="AGE,GENDER,RACE",
+                   help="give every face the same attributes instead of estimating them: the paper's fixed values "
+                        "(age 30, male, White) without a value, or e.g. 45,1,2")
     p.add_argument("--gallery", metavar="DIR", help="prepared face set averaged by --method ksame")
     p.add_argument("--report", metavar="JSON", help="write the per-photo, per-face report here")
     p.add_argument("--strength", type=int, default=15,
@@ -1194,7 +1213,10 @@ def run(args) -> int:
             import torch
 
             torch.set_num_threads(getattr(args, "threads", None) or max(1, (os.cpu_count() or 2) // 2))
-        obscurer = Obscurer.from_paths(cfg, checkpoint=args.checkpoint, attributes=args.attributes,
+        fixed = parse_fixed_attributes(getattr(args, "fixed_attributes", None))
+        if fixed is not None and args.attributes:
+            raise ObscureError("--attributes and --fixed-attributes exclude each other: estimate, or fix; nothing was written")
+        obscurer = Obscurer.from_paths(cfg, checkpoint=args.checkpoint, attributes=fixed or args.attributes,
                                        gallery=args.gallery, device=device, precision=getattr(args, "precision", "fp32"))
         try:
             obscurer.finder  # load the detectors now: a missing model stops before anything is written
@@ -1215,8 +1237,8 @@ def run(args) -> int:
                 print(f"[{k}/{n}] {entry['input']} -> {entry['output']}: {len(entry['faces'])} face(s) {acts}")
 
         report = obscure_path(args.input, args.output, obscurer, overwrite=args.overwrite, progress=progress)
-        report["checkpoint"] = args.checkpoint
-        report["attributes"] = args.attributes or str(obscurer.attributes)
+        report["checkpoint"] = args.checkpoint or (f"shipped: {_shipped('generator')}" if args.method == "upgan" else None)
+        report["attributes"] = (args.attributes or str(obscurer.attributes)) if args.method in ("upgan", "ksame") else None
     except ObscureError as e:
         print(f"upgan obscure: error: {e}", file=sys.stderr)
         return 2
