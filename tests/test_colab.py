@@ -144,7 +144,7 @@ def test_simulated_colab_session(tmp_path):
         run_course("smoke", out, nbs, only=["01"], parameters={{"REAL_SAMPLE": 24}}, progress=False)
         run_course("smoke", out, nbs, only=["09", "10"], progress=False)
         """)
-    r = subprocess.run([str(py), "-c", driver], env=env, capture_output=True, text=True, timeout=600,
+    r = subprocess.run([str(py), "-c", driver], env=env, capture_output=True, text=True, timeout=1800,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "without encryption" not in r.stderr

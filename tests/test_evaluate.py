@@ -132,3 +132,27 @@ def test_full_table_on_synthfaces_with_stubs(smoke, tmp_path):
     assert paths["png"].stat().st_size > 1000
     assert (tmp_path / "attribute_estimator.safetensors").exists()
     assert any("held-out photos" in line for line in logs)
+
+
+def test_progress_line_per_method_is_short_and_the_plot_keeps_the_backend():
+    import matplotlib
+
+    from upgan_lib import evaluate as E
+
+    row = {"method": "blur15", "label": "Gaussian blur 15", "tm1_dlib": 0.8, "tm2_dlib": 0.884, "tm1_vgg": 0.5,
+           "tm2_vgg": 0.61, "fid_realism": 151.4, "kid_realism": 0.0985, "fid_paired": 105.7, "kid_paired": 0.0475,
+           "fid_utk": 108.0, "kid_utk": 0.062, "age_mae": 12.3, "gender_acc": 0.837, "race_acc": 0.66,
+           "landmark_err": float("nan"), "landmark_failed": 72, "seconds": 12.0}
+    line = E.summary_line(row)
+    assert line.startswith("Gaussian blur 15") and "TM-II dlib 0.884" in line and len(line) < 110
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend
+    try:
+        rows = [row, {**row, "method": "none", "label": "None (clear)"}, {**row, "method": "b5", "label": "blur 5"}]
+        fig = E.plot_privacy_utility(E.EvalResult(rows=rows, info={"sizes": {"chance": 0.1}}, examples={}))
+        assert matplotlib.get_backend() == "svg"  # not switched: in a notebook the figure is shown
+    finally:
+        matplotlib.use(before)
+    texts = [t for ax in fig.axes for t in ax.texts]
+    offsets = {(round(t.xy[0], 3), round(t.xy[1], 3), t.xyann) for t in texts}
+    assert len(offsets) == len(texts)  # labels of coinciding points are stacked, not drawn over each other

@@ -420,7 +420,7 @@ def evaluate_method(ctx: EvalContext, method: Method, n_examples: int = 6) -> tu
     timing["utility"] = time.perf_counter() - t1
     row["seconds"] = time.perf_counter() - t
     ctx.info["timings"][method.name] = {k: round(v, 2) for k, v in timing.items()}
-    ctx.log(format_row(row))
+    ctx.log(summary_line(row))
     return row, ob_test[:n_examples]
 
 
@@ -495,6 +495,14 @@ def _fmt(v, f: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return f.format(v)
+
+
+def summary_line(row: dict) -> str:
+    """One short progress line per evaluated method (the whole row goes into Table 1)."""
+    keys = [k for k in ("tm2_vgg", "tm2_dlib", "fid_realism", "gender_acc") if k in row]
+    cols = {k: (h, f) for k, h, f in COLUMNS}
+    parts = ", ".join(f"{cols[k][0]} {_fmt(row[k], cols[k][1])}" for k in keys)
+    return f"{row['label']:<18} {parts} ({row['seconds']:.0f} s)"
 
 
 def format_row(row: dict) -> str:
