@@ -134,15 +134,10 @@ def test_face_masks_batch(small_synthfaces):
 
 
 def test_compare_frames_shows_the_loose_frame_leaving_the_crop():
-    from upgan_lib.synthfaces import make_synthfaces
+    from upgan_lib.synthfaces import crops_like_utkface
 
-    fs = make_synthfaces(2, 2, seed=5)
-    # photos cut like UTKFace crops: each face aligned into a 200 px canonical frame
-    imgs, l68 = [], []
-    for f, p in zip(fs.faces, fs.landmarks68):
-        a = align_face(np.ascontiguousarray(f), p, 200)
-        imgs.append(a.image)
-        l68.append(a.landmarks68)
+    imgs, l68 = crops_like_utkface(4, seed=5)
+    assert imgs[0].shape == (200, 200, 3) and l68.shape == (4, 68, 2)
     cmp = compare_frames(imgs, l68)
     assert cmp["loose"].shape == cmp["canonical"].shape == (4, 128, 128, 3)
     assert cmp["canonical_outside"].max() < 0.02 and cmp["loose_outside"].min() > 0.25

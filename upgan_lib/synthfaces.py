@@ -280,3 +280,13 @@ def make_synthfaces(n_identities: int = 16, photos_per_identity: int = 8, seed: 
         meta={"dataset": "SynthFaces", "seed": seed, "n_identities": n_identities,
               "photos_per_identity": photos_per_identity, "size": size},
     )
+
+
+def crops_like_utkface(n: int = 8, seed: int = 0, size: int = 200) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` SynthFaces cut the way UTKFace cuts its "aligned & cropped" faces (each face in the
+    canonical frame at ``size`` px): (list of uint8 (size, size, 3) images, landmarks68 (n, 68, 2) in them)."""
+    from .align import align_face
+
+    fs = make_synthfaces(n, 1, seed=seed)
+    out = [align_face(np.ascontiguousarray(f), p, size) for f, p in zip(fs.faces, fs.landmarks68)]
+    return [a.image for a in out], np.stack([a.landmarks68 for a in out])
