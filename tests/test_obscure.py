@@ -294,7 +294,7 @@ def test_folder_report_and_failures(tmp_path, scene):
 def _args(**kw):
     base = dict(method="upgan", checkpoint=None, attributes=None, gallery=None, report=None, strength=15,
                 blend="poisson", detect_max_side=1280, device="cpu", overwrite=False, quiet=True,
-                threads=None, precision="fp32")
+                threads=None, precision="fp32", fixed_attributes=None)
     base.update(kw)
     return Namespace(**base)
 
@@ -303,7 +303,7 @@ def test_missing_checkpoint_is_a_clear_error_and_writes_nothing(tmp_path, scene,
     src = tmp_path / "in.png"
     Image.fromarray(scene.image).save(src)
     out, rep = tmp_path / "out.png", tmp_path / "report.json"
-    for ckpt in (None, str(tmp_path / "nope"), str(tmp_path)):
+    for ckpt in (str(tmp_path / "nope"), str(tmp_path)):
         assert ob.run(_args(input=str(src), output=str(out), checkpoint=ckpt, report=str(rep))) == 2
         err = capsys.readouterr().err
         assert "checkpoint" in err and "nothing was written" in err
@@ -336,7 +336,32 @@ def test_cli_with_a_generator_checkpoint(tmp_path, scene, monkeypatch):
     for f in scene.faces:
         sel = _inner(f, shown.shape)
         assert np.abs(shown[sel].astype(int) - scene.image[sel]).mean() > 10  # never left clear
-    assert report["attributes"].startswith("fixed")
+    assert report["attributes"] == "attribute estimator"  # the shipped estimator: each face its own attributes
+    assert ob.run(_args(input=str(src), output=str(out), checkpoint=str(ckpt), report=str(rep), overwrite=True,
+                        fixed_attributes="paper")) == 0
+    report = json.loads(rep.read_text())
+    assert report["attributes"].startswith("fixed") and {f["utility"]["age"] for f in report["images"][0]["faces"]
+                                                          if "utility" in f} <= {30}
+
+
+def test_without_checkpoint_the_shipped_models_are_used(tmp_path, scene, monkeypatch):
+    from upgan_lib import pretrained
+
+    monkeypatch.setattr(ob, "DlibFinder", lambda: KnownFaces(scene.faces))
+    src = tmp_path / "in.png"
+    Image.fromarray(scene.image).save(src)
+    out, rep = tmp_path / "out.png", tmp_path / "r.json"
+    assert ob.run(_args(input=str(src), output=str(out), report=str(rep))) == 0
+    report = json.loads(rep.read_text())
+    assert report["checkpoint"] == f"shipped: {pretrained.generator_path()}"
+    assert report["attributes"] == "attribute estimator"
+    faces = report["images"][0]["faces"]
+    assert faces and all(f["action"] in ("replaced", "greyed") for f in faces)
+    with pytest.raises(ob.ObscureError, match="AGE,GENDER,RACE"):
+        ob.parse_fixed_attributes("old")
+    assert ob.parse_fixed_attributes("45,1,2").age == 45 and ob.parse_fixed_attributes(None) is None
+    assert ob.run(_args(input=str(src), output=str(out), attributes=str(pretrained.attributes_path()),
+                        fixed_attributes="paper", overwrite=True)) == 2  # estimate or fix, not both
 
 
 def test_write_image_refuses_alpha_in_jpeg(tmp_path, scene):
@@ -455,8 +480,9 @@ def test_course_run_lookup_order(tmp_path, monkeypatch):
 
     with pytest.raises(ObscureError, match="not found"):
         ob.course_run(tmp_path, checkpoint=tmp_path / "nope")
-    with pytest.raises(ObscureError, match="chapter 07"):
-        ob.course_run(tmp_path, preset="full")
+    from upgan_lib import pretrained
+
+    assert ob.course_run(tmp_path, preset="full") == pretrained.generator_path()  # no chapter 07 run: the shipped model
     calls = []
 
     def fake_train(cfg, data, out_dir, **kw):
@@ -468,7 +494,7 @@ def test_course_run_lookup_order(tmp_path, monkeypatch):
     tiny = ob.course_run(tmp_path, preset="smoke")
     assert tiny == tmp_path / "course" / "smoke_generator" and calls == [(1, 8, ("adv", "l2", "mask"), 32)]
     assert ob.course_run(tmp_path, preset="smoke") == tiny and len(calls) == 1  # trained once, then reused
-    main = tmp_path / ob.COURSE_RUN
+    main = tmp_path / pretrained.COURSE_RUN
     main.mkdir(parents=True)
     (main / T.GENERATOR_NAME).write_bytes(b"x")
     assert ob.course_run(tmp_path, preset="full") == main  # chapter 07's run wins

@@ -147,3 +147,36 @@ def course_generator(cache_dir, checkpoint=None, preset: str = "smoke", device="
     say(f"generator: the model shipped with the course ({generator_path()}), because chapter 07 has not been "
         f"run (no {run / GENERATOR_NAME}); see upgan_lib/pretrained/MODEL_CARD.md")
     return generator_path()
+
+
+# ---------------------------------------------------------------------------- what it draws
+def attribute_grid_utility(ages=(8, 25, 45, 70), races=(0, 1, 2, 3, 4), genders=(0, 1), turn: float = 0.0):
+    """Utility vectors for a grid of people: every (gender, age, race), the 7 landmarks at the
+    canonical template turned by ``turn`` degrees. Returns (utility (N, 17) float32, labels)."""
+    import numpy as np
+
+    from ..align import canonical_points7
+    from ..utility import encode_utility
+
+    t = canonical_points7()
+    a = np.deg2rad(turn)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
+    p7 = (t - 64.0) @ rot.T + 64.0
+    rows = [(g, age, r) for g in genders for age in ages for r in races]
+    g, age, r = (np.array(v, np.float32) for v in zip(*rows))
+    util = encode_utility(age, g, r, np.repeat(p7[None], len(rows), 0), size=128)
+    names = ("White", "Black", "Asian", "Indian", "Others")
+    return util, [f"{'female' if gi else 'male'} {int(ai)} {names[int(ri)]}" for gi, ai, ri in rows]
+
+
+def sample_sheet(generator=None, pad: int = 2):
+    """One picture of generated faces only (no photograph): rows male / female at ages 8, 25, 45
+    and 70, columns the five UTKFace race labels; ``generator`` defaults to the shipped one."""
+    from ..train import generate, tile_rows
+    from ..viz import to_uint8_images
+
+    G = generator if generator is not None else globals()["generator"]()
+    util, _ = attribute_grid_utility()
+    faces, _ = generate(G, util)
+    imgs = to_uint8_images(faces)
+    return tile_rows([imgs[i:i + 5] for i in range(0, len(imgs), 5)], pad=pad)
