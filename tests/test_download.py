@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import shutil
 import tarfile
 import zipfile
 
@@ -183,3 +184,32 @@ def test_shared_archives_match_their_checksums():
     assert verify_folder(root) == {"UTKFace.tar.gz": "ok", "celeba-identities.tar.gz": "ok"}
     for name in ("UTKFace.tar.gz", "celeba-identities.tar.gz"):
         assert read_sha256sums(root / "SHA256SUMS")[name] == D.KNOWN_SHA256[name]
+
+
+def test_obtain_finds_sets_on_a_mounted_drive_or_says_what_to_do(tmp_path, monkeypatch):
+    from upgan_lib import download
+
+    monkeypatch.setenv("UPGAN_COLAB_CONTENT", str(tmp_path / "content"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for k in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    root = tmp_path / "data"
+    # nothing anywhere: one instruction, no download attempted
+    with pytest.raises(download.ManualStepRequired, match="UTKFace is missing. Put UTKFace.tar.gz"):
+        download.obtain("utkface", root, verbose=False)
+    # a folder-per-person set on Drive is linked into the data root, where every chapter finds it
+    person = tmp_path / "content" / "drive" / "MyDrive" / "upgan" / "lfw" / "Ada_Lovelace"
+    person.mkdir(parents=True)
+    (person / "Ada_Lovelace_0001.jpg").write_bytes(b"jpeg")
+    got = download.obtain("identities", root, verbose=False, allow_download=False)
+    assert got == root / "lfw" and (got / "Ada_Lovelace" / "Ada_Lovelace_0001.jpg").exists()
+    from upgan_lib.prepare import default_source
+
+    assert default_source("identities", root) == root / "lfw"
+    # a CelebA-layout folder called "celeba" on Drive is taken as the course's layout
+    (root / "lfw").unlink()
+    shutil.rmtree(person.parent)
+    celeba = tmp_path / "content" / "drive" / "MyDrive" / "celeba"
+    (celeba / "img_celeba").mkdir(parents=True)
+    (celeba / "identity_CelebA.txt").write_text("000001.jpg 7\n")
+    assert download.obtain("identities", root, verbose=False, allow_download=False) == root / "celeba-identities"

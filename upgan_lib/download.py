@@ -409,8 +409,14 @@ def obtain(dataset: str, root: str | os.PathLike | None = None, verbose: bool = 
                 return fetch("utkface" if dataset == "utkface" else _info_for(name), base, from_path=folder / name,
                              verbose=verbose)
             if (folder / name).is_dir():
-                say(f"{dataset}: using the folder {folder / name} on Google Drive")
-                return folder / name
+                # linked into the data root under a name `upgan prepare` looks for, so that every
+                # chapter finds it (CelebA's layout is the course's celeba-identities layout)
+                link = base / ("celeba-identities" if name == "celeba" else name)
+                if not link.exists():
+                    base.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(folder / name, target_is_directory=True)
+                say(f"{dataset}: using the folder {folder / name} on Google Drive (as {link})")
+                return link
     if dataset == "utkface" and allow_download and _kaggle_token_from_drive() and _kaggle_ready():
         return fetch("utkface", base, verbose=verbose)
     if dataset == "identities" and allow_download:
