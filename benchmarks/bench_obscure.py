@@ -96,7 +96,8 @@ class TimedDetectKnownFaces:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", help="trained run folder / generator checkpoint (default: untrained --preset)")
+    p.add_argument("--checkpoint", help="trained run folder / generator checkpoint, or 'shipped' (the model shipped "
+                                        "with the course; default: untrained --preset)")
     p.add_argument("--preset", default="full", choices=["smoke", "full"], help="generator size when no checkpoint")
     p.add_argument("--photos", type=int, default=20)
     p.add_argument("--real", action="store_true", help="identity photos from $UPGAN_DATA instead of SynthFaces scenes")
@@ -129,6 +130,10 @@ def main(argv=None) -> int:
         for i, (img, _) in enumerate(photos):
             Image.fromarray(img).save(tmp / "in" / f"{i:04d}.jpg", quality=92)
         ckpt = args.checkpoint
+        if ckpt == "shipped":
+            from upgan_lib import pretrained
+
+            ckpt = pretrained.generator_path()
         note = f"checkpoint {ckpt}"
         if ckpt is None:
             from upgan_lib.checkpoint import save_checkpoint

@@ -13,7 +13,8 @@ calls someone else, over all faces: the target metric, a greyed face does not co
 - also counting greyed faces (fail closed: landmarks failed, mask refused, ...), which are
 hidden but not replaced; ``of replaced`` - the rate over the faces that were not greyed.
 
-  python benchmarks/identity_change_rate.py --checkpoint RUN_DIR            # UP-GAN + blur + pixelation
+  python benchmarks/identity_change_rate.py --checkpoint shipped            # the shipped model + blur + pixelation
+  python benchmarks/identity_change_rate.py --checkpoint RUN_DIR            # a training run instead
   python benchmarks/identity_change_rate.py --photos 50                     # blur + pixelation only
   python benchmarks/identity_change_rate.py --checkpoint RUN --attributes est.safetensors --out rates.json
 
@@ -30,8 +31,10 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", help="trained UP-GAN run folder / generator checkpoint (omit: no UP-GAN row)")
-    p.add_argument("--attributes", help="attribute estimator checkpoint (default: the paper's fixed attributes)")
+    p.add_argument("--checkpoint", help="trained UP-GAN run folder / generator checkpoint; 'shipped': the model "
+                                        "shipped with the course (omit: no UP-GAN row)")
+    p.add_argument("--attributes", help="attribute estimator checkpoint (default: the one shipped with the course)")
+    p.add_argument("--fixed-attributes", action="store_true", help="the paper's fixed attributes instead of estimates")
     p.add_argument("--data", help="identity archive or folder (default: <data root>/celeba-identities.tar.gz)")
     p.add_argument("--photos", type=int, default=200, help="photos to use (one per person first)")
     p.add_argument("--sizes", default="5,15,25", help="blur kernel / pixelation block sizes (128-frame px)")
@@ -52,8 +55,13 @@ def main(argv=None) -> int:
     methods = {}
     try:
         if args.checkpoint:
+            if args.checkpoint == "shipped":
+                from upgan_lib import pretrained
+
+                args.checkpoint = str(pretrained.generator_path())
             methods["UP-GAN"] = ob.Obscurer.from_paths(ob.ObscureConfig(), checkpoint=args.checkpoint,
-                                                       attributes=args.attributes, device=device,
+                                                       attributes=ob.FixedAttributes() if args.fixed_attributes
+                                                       else args.attributes, device=device,
                                                        precision=args.precision)
     except ob.ObscureError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -72,7 +80,7 @@ def main(argv=None) -> int:
             print(f"  {k}/{len(photos)} photos, {n_faces} faces, {time.perf_counter() - t0:.0f} s", flush=True)
 
     res = ob.identity_change(photos, methods, ob.DlibFinder(), progress=progress)
-    res.update(checkpoint=args.checkpoint, attributes=args.attributes or "fixed (paper)", data=str(src),
+    res.update(checkpoint=args.checkpoint, attributes="fixed (paper)" if args.fixed_attributes else args.attributes or "shipped estimator", data=str(src),
                seconds=round(time.perf_counter() - t0, 1))
     print(f"\n{res['faces']} faces in {res['photos']} photos ({res['photos_without_face']} photos without a face found); "
           f"changed = dlib descriptor distance > {res['threshold']}")
