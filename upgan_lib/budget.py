@@ -136,8 +136,9 @@ def print_estimate(chapter: str, work: list[Work], device=None, name: str | None
     est = estimate(work, device, name, tflops)
     where = est["gpu"] or "this device"
     if est["seconds"] is None:
-        head = (f"{chapter}: {est['flop'] / 1e15:,.1f} PFLOP of work; no time estimate for {where} "
-                f"(not a GPU in upgan_lib.budget.GPU_PEAK_TFLOPS)")
+        why = ("not a CUDA GPU" if not est["gpu"] else
+               "a GPU missing from upgan_lib.budget.GPU_PEAK_TFLOPS: add its data-sheet peak there")
+        head = f"{chapter}: {est['flop'] / 1e15:,.1f} PFLOP of work; no time estimate for {where} ({why})"
     else:
         head = (f"{chapter}: expected about {format_duration(est['seconds'])} on {where} "
                 f"({est['flop'] / 1e15:,.1f} PFLOP at {est['tflops']:.0f} TFLOP/s sustained, "
