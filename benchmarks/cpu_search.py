@@ -11,6 +11,7 @@ Variants with a weight average are also scored without it (the raw generator of 
 
   upgan prepare utkface --source $UPGAN_DATA/UTKFace.tar.gz --out prepared/utk
   python benchmarks/cpu_search.py --data prepared/utk --out search --minutes 8
+  python benchmarks/cpu_search.py --data prepared/utk --out search --score upgan_lib/pretrained/generator.safetensors
 
 Prints a Markdown table (also written to OUT/search.md, with OUT/search.json).
 """
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--fid-gen", type=int, default=500, help="held-out utility vectors to generate from")
     p.add_argument("--fid-real", type=int, default=1000, help="other held-out real faces as the reference")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--score", nargs="+", default=None, metavar="RUN_OR_FILE",
+                   help="only score these trained runs or generator files (e.g. upgan_lib/pretrained/generator.safetensors) "
+                        "with the same protocol, and train nothing")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -105,6 +109,12 @@ def main(argv=None) -> int:
     print(f"held out {len(held)} faces; features in {time.perf_counter() - t:.0f} s; real-vs-real floor "
           f"FID {floor['fid']:.1f}, KID {floor['kid']:.4f} ({args.fid_gen} vs {args.fid_real})", flush=True)
     results = []
+    if args.score:
+        for path in args.score:
+            G = load_generator(path)
+            row = {"generator": str(path), "params_g": G.num_parameters(), **score(G, util, real_feats, features, kid_subset)}
+            print(json.dumps(row), flush=True)
+        return 0
     for name in args.variants:
         cfg = variant_config(name)
         run = out / name
