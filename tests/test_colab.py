@@ -201,6 +201,7 @@ def test_drive_becomes_the_cache_on_colab(tmp_path, monkeypatch):
 
     monkeypatch.setenv("UPGAN_COLAB_CONTENT", str(tmp_path))
     monkeypatch.delenv("UPGAN_CACHE", raising=False)
+    monkeypatch.delenv("UPGAN_DATA", raising=False)  # CI sets it; a student on Colab does not
     monkeypatch.setattr(config, "repo_root", lambda: None)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert config.cache_dir(create=False) == tmp_path / "upgan" / ".cache"

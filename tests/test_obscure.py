@@ -40,8 +40,8 @@ class PaintedFaces:
         for p in pts:
             img = np.full((128, 128, 3), 90, np.uint8)
             m = np.zeros((128, 128), np.float32)
-            cv2.ellipse(img, (64, 72), (46, 60), 0, 0, 360, GREEN, -1)
-            cv2.ellipse(m, (64, 72), (46, 60), 0, 0, 360, 1.0, -1)
+            cv2.ellipse(img, (64, 66), (60, 68), 0, 0, 360, GREEN, -1)  # the whole canonical face
+            cv2.ellipse(m, (64, 66), (60, 68), 0, 0, 360, 1.0, -1)
             for x, y in p[:2]:
                 cv2.circle(img, (int(x), int(y)), 5, (255, 255, 255), -1)
             cv2.line(img, tuple(int(v) for v in p[3]), tuple(int(v) for v in p[4]), (120, 0, 0), 3)
@@ -122,7 +122,7 @@ def test_implausible_and_tiny_faces_are_greyed(faces, scene):
     res = Obscurer(ObscureConfig(), finder=KnownFaces(bad), faces=PaintedFaces()).obscure(scene.image)
     assert res.faces[0]["action"] == "greyed" and res.faces[0]["reason"] == "landmarks_implausible"
     assert res.faces[1]["action"] == "replaced"
-    tiny = compose_scene(faces, [0], size=(320, 240), face_widths=[24], seed=3)
+    tiny = compose_scene(faces, [0], size=(320, 240), face_widths=[16], seed=3)  # eyes about 7 px apart
     res = Obscurer(ObscureConfig(), finder=KnownFaces(tiny.faces), faces=PaintedFaces()).obscure(tiny.image)
     assert res.faces[0]["action"] == "greyed" and res.faces[0]["reason"] == "too_small"
 

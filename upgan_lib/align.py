@@ -46,6 +46,9 @@ _TEMPLATE_128 = np.array([
     [64.0, 104.0],  # bottom of the lower lip
 ], dtype=np.float32)
 
+#: Distance between the two eye centres of the template (128 frame): the unit of "how far off" a face's points are.
+CANONICAL_EYE_DISTANCE = float(_TEMPLATE_128[1, 0] - _TEMPLATE_128[0, 0])
+
 #: The looser frame the course used first (the 7 points of cartoon faces drawn with room for hair
 #: and neck): faces a third smaller, so most of the frame lies outside a UTKFace crop. Kept to show
 #: why the canonical frame was changed (:func:`compare_frames`, chapter 01).

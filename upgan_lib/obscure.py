@@ -45,7 +45,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .align import matrix_scale
+from .align import CANONICAL_EYE_DISTANCE, matrix_scale
 from .detect import (DetectorModelNotFound, HybridConfig, HybridFinder, landmarks68_from_points5, rotate_rgb,
                      unrotate_box)
 from .landmarks import ModelNotFound
@@ -60,8 +60,6 @@ ORIENTATION_TAG = 0x0112
 MAX_PIXELS = 120_000_000
 #: PIL modes read and written back as they are; others (16-bit, float) are refused, not guessed at
 SUPPORTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "1")
-#: canonical eye distance in the 128 aligned frame (eye centres about x=45.5 and x=82.5)
-CANONICAL_EYE_DISTANCE = 37.0
 
 
 class ObscureError(RuntimeError):
@@ -81,7 +79,7 @@ class ObscureConfig:
         that copy (photos smaller than 640 px are upsampled, see :class:`DlibFinder`), i.e.
         faces at least ~6 % of the photo's long side. Raise it for crowds in large photos.
     max_landmark_error: landmarks are implausible (face greyed) when the 7 utility points,
-        aligned, lie on average further than this x the canonical eye distance (37 px) from the
+        aligned, lie on average further than this x the canonical eye distance (54.6 px) from the
         template - dlib always returns 68 points, even on a hand or a blur.
     strength: the paper's Gaussian kernel size (sigma as OpenCV derives it,
         ``baselines.opencv_sigma``) or pixelation block, in aligned 128-frame pixels (paper: 5,
@@ -105,7 +103,7 @@ class ObscureConfig:
     search_rotations: bool = True
     verify_identity: bool = False
     max_landmark_error: float = 0.35
-    strength: int = 15
+    strength: int = 25
     grey_value: int = 128
     grey_margin: float = 0.15
     ksame_k: int = 10
@@ -806,7 +804,7 @@ def write_image(path, rgb: np.ndarray, like: ImageFile, quality: int = 95) -> Pa
     if fmt == "JPEG" and mode not in ("RGB", "L", "CMYK", "1"):
         raise ObscureError(f"{path}: JPEG cannot store mode {mode} (alpha/palette); write a .png instead")
     if mode in ("P", "PA"):
-        im = im.quantize(256) if like.alpha is None else im.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE)
+        im = _to_palette(im, like.alpha)
     elif mode != im.mode:
         im = im.convert(mode)
     kw = {}
@@ -825,6 +823,21 @@ def write_image(path, rgb: np.ndarray, like: ImageFile, quality: int = 95) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buf.getvalue())
     return path
+
+
+def _to_palette(im, alpha):
+    """A palette image of ``im`` (RGB or RGBA). A transparency that is only on or off (as palette
+    PNGs usually store it) is kept exactly: the quantiser's palette alphas are snapped back to 0/255."""
+    from PIL import Image
+
+    if alpha is None:
+        return im.quantize(256)
+    q = im.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE)
+    if np.isin(np.asarray(alpha), (0, 255)).all() and q.palette.mode == "RGBA":
+        pal = np.array(q.getpalette(rawmode="RGBA"), np.uint8).reshape(-1, 4)
+        pal[:, 3] = np.where(pal[:, 3] >= 128, 255, 0)
+        q.putpalette(pal.reshape(-1).tolist(), rawmode="RGBA")
+    return q
 
 
 def atomic_write(path, data: bytes) -> Path:
@@ -1169,8 +1182,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(age 30, male, White) without a value, or e.g. 45,1,2")
     p.add_argument("--gallery", metavar="DIR", help="prepared face set averaged by --method ksame")
     p.add_argument("--report", metavar="JSON", help="write the per-photo, per-face report here")
-    p.add_argument("--strength", type=int, default=15,
-                   help="blur kernel / pixel block in 128-frame px, scaled to each face (paper: 5, 15, 25)")
+    p.add_argument("--strength", type=int, default=25,
+                   help="blur kernel / pixel block in 128-frame px, scaled to each face (paper: 5, 15, 25; default 25, "
+                        "the strongest: in the canonical frame weaker settings leave most faces recognisable, see "
+                        "benchmarks/identity_change_rate.py)")
     p.add_argument("--blend", choices=("poisson", "alpha", "paste"), default="poisson", help="how the face is blended in")
     p.add_argument("--detect-max-side", type=int, default=1280,
                    help="detect on a copy downscaled to this long side (raise it for small faces in large photos)")

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from .align import CANONICAL_EYE_DISTANCE
 from .utility import (GENDER_NAMES, N_POINTS, RACE_NAMES, SEVEN_POINT_NAMES, UTILITY_DIM, decode_utility,
                       encode_utility)
 
-#: depth (towards the camera, aligned px at the canonical eye distance of 37 px) of the 7 points
+#: eye distance (px) at which POINT_DEPTH is given; depths scale with each face's own eye distance
+POINT_DEPTH_EYE_DISTANCE = 37.0
+#: depth (towards the camera, aligned px at an eye distance of 37 px) of the 7 points
 POINT_DEPTH = np.array([0.0, 0.0, 18.0, 2.0, 2.0, 8.0, 6.0], np.float64)
-CANONICAL_EYE_DISTANCE = 37.0
 #: pose presets: name -> (roll, yaw) degrees
 POSE_PRESETS = {
     "frontal": (0.0, 0.0),
@@ -76,7 +78,7 @@ def edit_points(points7: np.ndarray, edit: UtilityEdit) -> np.ndarray:
     eye_d = float(np.linalg.norm(eyes0[1] - eyes0[0])) or CANONICAL_EYE_DISTANCE
     if edit.yaw:
         t = np.deg2rad(edit.yaw)
-        z = POINT_DEPTH * (eye_d / CANONICAL_EYE_DISTANCE)
+        z = POINT_DEPTH * (eye_d / POINT_DEPTH_EYE_DISTANCE)
         x = mid[0] + (p[:, 0] - mid[0]) * np.cos(t) + z * np.sin(t)
         q = np.stack([x, p[:, 1]], axis=1)
         # re-align on the eyes, as the training faces are: similarity taking q's eyes to eyes0
