@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4-5 as ONE prepared call of the device tool (a drawn task has 15 minutes
-# of device time in all; one call may run 10). Prepare here, on the CPU machine:
+# The course's GPU checks as ONE prepared call on a rented GPU machine with a time limit (about 10
+# minutes a call) and a transfer cap (8 files, 16 MiB each, come back). Prepare on the CPU machine:
 #
 #   echo /.pack/ >> .git/info/exclude
 #   upgan pack <cache>/prepared/utkface    .pack/utkface.npz      # ~43 MiB
 #   upgan pack <cache>/prepared/identities .pack/identities.npz   # ~7 MiB
 #   DRY=1 bash tools/device_session.sh                              # the same steps, tiny, on this CPU
 #
-# then call the device tool with  carry=[".pack"], timeout_s=590  and the command
+# then run on the GPU machine, with .pack/ copied beside the checkout and a 590 s limit:
 #   bash tools/device_session.sh
 # What comes back in $OUT (each file < 16 MiB, 8 files at most): bench.txt (training step and
 # augmentation throughput, the identifier's accuracy, the training's messages), log.csv, the last
@@ -19,8 +19,8 @@
 # Knobs (environment): TRAIN_SECONDS (default 180; the full preset also compiles first, about a
 # minute), BENCH_COMPILE (off|on|both, default both), ID_EPOCHS (identifier epochs, default 8),
 # BATCH (default: the full preset's), DRY=1 (CPU, smoke preset, a few steps: checks the plumbing;
-# tests/test_device_session.py runs it). Untested on a GPU so far: no session has had one, and the
-# device image has torch 2.11 where this machine has 2.14; read bench.txt first.
+# tests/test_device_session.py runs it). Not yet run on a GPU; the GPU machine's torch may differ
+# from the one setup.sh pins; read bench.txt first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg

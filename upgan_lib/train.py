@@ -1094,7 +1094,7 @@ def load_generator(run_dir_or_checkpoint: str | os.PathLike, map_location: str |
 def export_generator(run_dir_or_checkpoint: str | os.PathLike, out: str | os.PathLike,
                      dtype: torch.dtype = torch.bfloat16) -> Path:
     """Write the run's newest generator alone, its floating-point weights cast to `dtype` (bf16
-    halves the file: 50 MB for the full generator, so it fits the device tool's way back), with its
+    halves the file: 50 MB for the full generator, so it fits a transfer cap on the way back from a GPU machine), with its
     metadata; :func:`load_generator` reads the result (weights cast back to float32)."""
     src = generator_file(run_dir_or_checkpoint)
     states, meta = load_checkpoint(src)
