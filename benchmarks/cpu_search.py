@@ -45,18 +45,13 @@ def variant_config(name: str):
     return replace(cfg, **changes)
 
 
-def score(generate, util, real_feats, features, kid_subset: int) -> dict:
-    import numpy as np
-    import torch
-
+def score(generator, util, real_feats, features, kid_subset: int) -> dict:
+    """In-distribution FID and KID of the faces ``generator`` draws from ``util`` against ``real_feats``."""
     from upgan_lib.fid import fid_from_features, kid
+    from upgan_lib.train import generate
+    from upgan_lib.viz import to_uint8_images
 
-    faces = []
-    with torch.inference_mode():
-        for i in range(0, len(util), 100):
-            f, _ = generate(torch.from_numpy(util[i:i + 100]))
-            faces.append(((f.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-    feats = features(np.concatenate(faces))
+    feats = features(to_uint8_images(generate(generator, util)[0]))
     return {"fid": fid_from_features(feats, real_feats), "kid": kid(feats, real_feats, subset_size=kid_subset)[0]}
 
 

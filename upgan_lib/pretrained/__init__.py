@@ -169,13 +169,13 @@ def attribute_grid_utility(ages=(8, 25, 45, 70), races=(0, 1, 2, 3, 4), genders=
     return util, [f"{'female' if gi else 'male'} {int(ai)} {names[int(ri)]}" for gi, ai, ri in rows]
 
 
-def sample_sheet(generator=None, pad: int = 2):
+def sample_sheet(model=None, pad: int = 2):
     """One picture of generated faces only (no photograph): rows male / female at ages 8, 25, 45
-    and 70, columns the five UTKFace race labels; ``generator`` defaults to the shipped one."""
+    and 70, columns the five UTKFace race labels; ``model`` defaults to the shipped generator."""
     from ..train import generate, tile_rows
     from ..viz import to_uint8_images
 
-    G = generator if generator is not None else globals()["generator"]()
+    G = model if model is not None else generator()
     util, _ = attribute_grid_utility()
     faces, _ = generate(G, util)
     imgs = to_uint8_images(faces)
