@@ -63,3 +63,11 @@ def test_shipped_estimator_reads_attributes_of_generated_faces():
     faces = ((face.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     pred = predict_attributes(est, faces)
     assert (pred["gender"] == gender).mean() >= 0.75
+
+
+def test_sample_sheet_is_the_attribute_grid_of_generated_faces():
+    util, labels = pretrained.attribute_grid_utility()
+    assert util.shape == (40, 17) and labels[0] == "male 8 White" and labels[-1] == "female 70 Others"
+    sheet = pretrained.sample_sheet(pad=2)
+    assert sheet.shape == (8 * 130 + 2, 5 * 130 + 2, 3) and sheet.dtype == np.uint8
+    assert sheet[2:130, 2:130].std() > 10  # a drawn face, not a flat tile
