@@ -4,7 +4,8 @@
 Target: under 0.5 s/photo on the course's CPU, with the model load amortised over the folder.
 Runs exactly what the command runs - read (JPEG), detect (dlib HOG, one x2-upsampled pass on a
 640x480 photo, and CenterFace over its pyramid and tiles: ``upgan_lib.detect``), 68 landmarks,
-align, attributes, generator, Poisson swap, write (JPEG) - over a temporary folder of ``--photos``
+align, attributes, generator, Poisson swap, identity check (dlib's recogniser; ``--no-verify-identity``
+leaves it out), write (JPEG) - over a temporary folder of ``--photos``
 photos, and prints s/photo with the stage breakdown. ``--size 6000x4000`` times larger photos.
 
 Photos: with the real identity archive (``$UPGAN_DATA``) and ``--real``, identity photos with one
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="640x480", help="synthetic photo size WxH")
     p.add_argument("--detectors", default="hog,centerface", help="as `upgan obscure --detectors`")
+    p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
+                   help="as `upgan obscure --verify-identity` (default: on, as there)")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
 
         # ---- timed: exactly the command's work, model load included
         t0, c0 = time.perf_counter(), time.process_time()
-        cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")))
+        cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")), verify_identity=args.verify_identity)
         obscurer = ob.Obscurer.from_paths(cfg, checkpoint=ckpt, precision=args.precision)
         finder = obscurer.finder  # upgan_lib.detect.HybridFinder: the command's detection
         if args.checkpoint is None:
@@ -183,7 +186,7 @@ def main(argv=None) -> int:
         for k, v in e.get("stages", {}).items():
             stages.setdefault(k, []).append(v)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, generator {args.precision}; {note}")
-    print(f"detectors: {args.detectors}; greyed because {s['grey_reasons'] or 'nothing'}")
+    print(f"detectors: {args.detectors}; identity check {'on' if args.verify_identity else 'off'}; greyed because {s['grey_reasons'] or 'nothing'}")
     print(f"photos: {n} x {'640x480' if args.real else args.size} ({'identity photos' if args.real else 'SynthFaces scenes'}), "
           f"faces {s['faces']}: {s['actions']}")
     print(f"model load {t_load:.2f} s; obscure median {statistics.median(per):.3f} s/photo (without read/write)")

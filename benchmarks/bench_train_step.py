@@ -31,7 +31,8 @@ from upgan_lib.faceset import FaceSet  # noqa: E402
 from upgan_lib.identity_net import FaceIdentifier, IdentifierConfig  # noqa: E402
 from upgan_lib.losses import parse_losses  # noqa: E402
 from upgan_lib.synthfaces import make_synthfaces  # noqa: E402
-from upgan_lib.train import TrainConfig, Trainer  # noqa: E402
+from upgan_lib.train_config import TrainConfig  # noqa: E402
+from upgan_lib.trainer import Trainer  # noqa: E402
 
 
 def bench_data(n: int) -> FaceSet:

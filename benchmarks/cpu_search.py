@@ -36,7 +36,7 @@ VARIANTS = {
 
 
 def variant_config(name: str):
-    from upgan_lib.train import TrainConfig, network_configs
+    from upgan_lib.train_config import TrainConfig, network_configs
 
     cfg = TrainConfig.for_preset("cpu")
     changes = dict(VARIANTS[name][1])
@@ -48,7 +48,7 @@ def variant_config(name: str):
 def score(generator, util, real_feats, features, kid_subset: int) -> dict:
     """In-distribution FID and KID of the faces ``generator`` draws from ``util`` against ``real_feats``."""
     from upgan_lib.fid import fid_from_features, kid
-    from upgan_lib.train import generate
+    from upgan_lib.run_folder import generate
     from upgan_lib.viz import to_uint8_images
 
     feats = features(to_uint8_images(generate(generator, util)[0]))
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     from upgan_lib.faceset import FaceSet
     from upgan_lib.fid import InceptionFeatures, fid_from_features, kid
     from upgan_lib.generator import Generator
-    from upgan_lib.train import CHECKPOINT_NAME, load_generator, train
+    from upgan_lib.run_folder import CHECKPOINT_NAME, load_generator
+    from upgan_lib.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -8,13 +8,17 @@ as far as possible; ``--photos 0``: all 3,789) and for the constructed cases of
 finds are left unchanged in the output and how many are still the same person to dlib's recogniser
 (distance < 0.6); see ``upgan_lib/leak.py`` for the exact rules.
 
-Generator: ``--checkpoint RUN``; without it an untrained full-size generator whose mask is
-replaced by the canonical face mask, so every face takes the *replace* path (an untrained face is
-no face at all, so "same person" then says little about a trained one). ``--method`` compares
-blur, pixelate, gray. The dlib CNN judge takes ~1-3 s per photo on one CPU thread.
+The obscurer is `upgan obscure`'s default: the generator and attribute estimator shipped with the
+course (``--checkpoint RUN`` for another), both detectors, and ``--verify-identity`` (a replaced
+face still the same person to dlib's recogniser is replaced more strongly, then greyed; its
+recogniser is the judge's recogniser, so "same person" here is what dlib can still match).
+``--no-verify-identity`` measures the paper's pipeline alone. ``--method`` compares blur,
+pixelate, gray. The dlib CNN judge takes ~1-3 s per photo on one CPU thread (``--judge-upsample
+0`` is several times faster and misses the smallest faces); ``--max-minutes`` stops early and says how far it got.
 
   python benchmarks/leak_rate.py --photos 150 --constructed 20 --out leak.json
   python benchmarks/leak_rate.py --photos 0 --constructed 0      # every identity photo (hours)
+  python benchmarks/leak_rate.py --photos 0 --constructed 0 --judge-upsample 0 --max-minutes 60
 """
 from __future__ import annotations
 
@@ -37,20 +41,8 @@ def make_obscurer(args):
                            verify_identity=args.verify_identity)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
-    if args.checkpoint:
-        return ob.Obscurer.from_paths(cfg, checkpoint=args.checkpoint), f"checkpoint {args.checkpoint}"
-    from upgan_lib.align import canonical_points7, face_mask
-    from upgan_lib.detect import landmarks68_from_points5
-    from upgan_lib.generator import Generator, GeneratorConfig
-
-    gen = ob.GeneratorFaces(Generator(GeneratorConfig.for_preset("full")))
-    mask = face_mask(landmarks68_from_points5(canonical_points7()[:5])).astype(np.float32)
-
-    def faces(u, aligned=None):
-        f, _ = gen(u, aligned)
-        return f, np.repeat(mask[None], len(f), 0)
-
-    return ob.Obscurer(cfg, faces=faces), "untrained full generator (canonical face mask)"
+    checkpoint = None if args.checkpoint == "shipped" else args.checkpoint
+    return ob.Obscurer.from_paths(cfg, checkpoint=checkpoint), f"generator {args.checkpoint}"
 
 
 def main(argv=None) -> int:
@@ -60,10 +52,14 @@ def main(argv=None) -> int:
     p.add_argument("--constructed", type=int, default=20, help="further photos to build the constructed cases from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="upgan", choices=["upgan", "blur", "pixelate", "gray"])
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", default="shipped",
+                   help="generator run/checkpoint (default: the model shipped with the course, as `upgan obscure`)")
     p.add_argument("--detectors", default="hog,centerface")
     p.add_argument("--judge-upsample", type=int, default=1)
-    p.add_argument("--verify-identity", action="store_true", help="as `upgan obscure --verify-identity`")
+    p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
+                   help="as `upgan obscure --verify-identity` (default: on, as there)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop checking identity photos after this long (the photos checked are reported)")
     p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the per-face records here (JSON)")
@@ -78,8 +74,9 @@ def main(argv=None) -> int:
     from upgan_lib.identities import list_identity_photos
     from upgan_lib.landmarks import FaceLandmarker
     from upgan_lib.leak import Judge, LeakResult, constructed_cases, measure, photo_cases
-    from upgan_lib.obscure import FaceRecogniser, sample_identity_photos
+    from upgan_lib.identity_change import sample_identity_photos
     from upgan_lib.rawfiles import RawSource
+    from upgan_lib.recognise import FaceRecogniser
 
     src = args.source or str(data_root() / "celeba-identities.tar.gz")
     if not Path(src).exists():
@@ -100,7 +97,7 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
-    note += "; --verify-identity" if args.verify_identity else ""
+    note += "; --verify-identity" if args.verify_identity else "; --no-verify-identity"
     out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}"}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
     parts = []
@@ -110,6 +107,9 @@ def main(argv=None) -> int:
         for i in range(0, len(as_is), 25):  # judge and obscure in chunks: progress stays visible
             measure(photo_cases(as_is[i:i + 25], judge), obscurer, rec, r)
             progress(min(i + 25, len(as_is)), len(as_is), r)
+            if args.max_minutes and time.time() - t0 > 60 * args.max_minutes and i + 25 < len(as_is):
+                print(f"  stopped by --max-minutes after {i + 25} of {len(as_is)} photos", flush=True)
+                break
         parts.append(("identity photos", r))
     if for_cases:
         cases = constructed_cases(for_cases, judge, FaceLandmarker(), seed=args.seed)

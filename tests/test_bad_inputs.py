@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from upgan_lib import imagefile, obscure_cli, rawfiles
 from upgan_lib import obscure as ob
-from upgan_lib import rawfiles
 from upgan_lib.obscure import ObscureConfig, ObscureError, Obscurer, obscure_path
 
 
@@ -116,7 +116,7 @@ def test_cli_prints_non_utf8_names_and_reasons(messy, tmp_path, capsys, monkeypa
                      gallery=None, report=str(tmp_path / "out" / "r.json"), strength=15, blend="poisson",
                      detect_max_side=1280, device="cpu", overwrite=False, quiet=False, threads=1, precision="fp32",
                      detectors="hog", no_rotations=True, strict=False)
-    assert ob.run(args) == 1  # broken.jpg failed
+    assert obscure_cli.run(args) == 1  # broken.jpg failed
     out = capsys.readouterr()
     assert "caf\\xe9.png" in out.out and "broken.jpg: FAILED" in out.err
     assert "link to nothing" in out.out and "not a regular file" in out.out and "non-image" not in out.out
@@ -157,7 +157,7 @@ def test_stale_output_of_an_earlier_run_is_kept_and_reported(messy, tmp_path):
 
 def test_oversized_image_is_refused_by_pixels(tmp_path, monkeypatch):
     Image.fromarray(photo(0, (200, 100))).save(tmp_path / "big.png")
-    monkeypatch.setattr(ob, "MAX_PIXELS", 10_000)
+    monkeypatch.setattr(imagefile, "MAX_PIXELS", 10_000)
     rep = _run(tmp_path / "big.png", tmp_path / "o.png")
     assert "more than this command handles" in rep["images"][0]["error"] and not (tmp_path / "o.png").exists()
     monkeypatch.setattr(rawfiles, "MAX_PIXELS", 10_000)
@@ -212,7 +212,7 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, capsys, damage):
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         save_file(tensors, str(ck), metadata=header)
     before = snapshot(tmp_path)
-    assert ob.run(_cli(tmp_path, checkpoint=str(ck))) == 2
+    assert obscure_cli.run(_cli(tmp_path, checkpoint=str(ck))) == 2
     err = capsys.readouterr().err
     assert err.startswith("upgan obscure: error:") and "Traceback" not in err and "nothing was written" in err
     assert snapshot(tmp_path) == {**before, **{k: v for k, v in snapshot(tmp_path).items() if k.endswith("p.png")}}
@@ -227,7 +227,7 @@ def test_gallery_with_object_arrays_is_refused_without_unpickling(tmp_path, caps
     np.save(tmp_path / "gallery" / "faces.npy", np.array([object()] * 12, dtype=object), allow_pickle=True)
     with pytest.raises(NotAPreparedSet, match="not a plain numeric array"):
         FaceSet.load(tmp_path / "gallery")
-    assert ob.run(_cli(tmp_path, method="ksame", gallery=str(tmp_path / "gallery"))) == 2
+    assert obscure_cli.run(_cli(tmp_path, method="ksame", gallery=str(tmp_path / "gallery"))) == 2
     err = capsys.readouterr().err
     assert "--gallery" in err and "not a plain numeric array" in err and "Traceback" not in err
 

@@ -56,11 +56,15 @@ def test_structure_check_rejects_missing_parameters():
         check_notebook_structure(nb, "x.ipynb")
 
 
-def test_presets_resolve():
+def test_presets_resolve(monkeypatch):
+    import torch
+
     from upgan_lib.config import resolve_preset
 
     assert resolve_preset("smoke") == "smoke" and resolve_preset("full") == "full"
-    assert resolve_preset("auto") in ("smoke", "full")
+    for cuda, preset in ((True, "full"), (False, "smoke")):  # auto: the paper's run on a GPU, smoke elsewhere
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        assert resolve_preset("auto") == resolve_preset(None) == preset
     with pytest.raises(ValueError, match="unknown preset"):
         resolve_preset("huge")
 

@@ -2,13 +2,14 @@
 5-point geometry, joining HOG with CenterFace, the 5-point fallback, the rotated search, no-face
 photos reported and `--strict`."""
 from argparse import Namespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from upgan_lib import detect as dt
-from upgan_lib.obscure import FoundFace, ObscureConfig, Obscurer, obscure_path
+from upgan_lib.obscure import FixedAttributes, FoundFace, ObscureConfig, Obscurer, obscure_path
 from upgan_lib.swap import SwapConfig
 
 PASTE = ObscureConfig(swap=SwapConfig(blend="paste", colour_match=False))
@@ -228,19 +229,21 @@ def _args(**kw):
 
 
 def test_photo_without_a_face_is_reported_and_strict_fails(tmp_path, capsys):
-    from upgan_lib import obscure as ob
+    from upgan_lib import obscure_cli
 
     Image.fromarray(_photo(3, (120, 160, 3))).save(tmp_path / "empty.png")
     rep = tmp_path / "r.json"
-    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o.png"), report=str(rep))) == 0
+    assert obscure_cli.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o.png"),
+                                 report=str(rep))) == 0
     err = capsys.readouterr().err
     assert "NO FACE FOUND" in err and "--strict" in err
     import json
 
     r = json.loads(rep.read_text())
     assert r["summary"]["photos_without_faces"] == 1 and "no face found" in r["images"][0]["no_face"]
-    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o2.png"), strict=True)) == 3
-    assert ob.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o3.png"), detectors="cnn")) == 2
+    assert obscure_cli.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o2.png"), strict=True)) == 3
+    assert obscure_cli.run(_args(input=str(tmp_path / "empty.png"), output=str(tmp_path / "o3.png"),
+                                 detectors="cnn")) == 2
 
 
 def test_summary_counts_replaced_greyed_and_photos_without_faces(tmp_path):
@@ -269,6 +272,67 @@ class SameRecogniser:
         x0, y0, x1, y1 = (int(v) for v in box)
         grey = np.abs(rgb[y0:y1, x0:x1].astype(int) - 128).mean() < 2
         return np.ones(128, np.float32) * (5.0 if grey else 0.0)
+
+
+class ScriptedRecogniser:
+    """Stand-in for dlib's recogniser: the original face is at the origin; each look at the
+    obscured photo is the next distance of ``script``."""
+
+    SAME_PERSON = 0.6
+
+    def __init__(self, script):
+        self.script, self.original = list(script), None
+
+    def descriptor(self, rgb, box):
+        if self.original is None:
+            self.original = rgb
+        if rgb is self.original:
+            return np.zeros(128, np.float32)
+        v = np.zeros(128, np.float32)
+        v[0] = self.script.pop(0)
+        return v
+
+
+class AgeRecording(Painted):
+    def __init__(self):
+        self.ages = []
+
+    def __call__(self, utility, aligned=None):
+        self.ages += [round(float(a) * 100, 1) for a in np.asarray(utility)[:, 0]]
+        return super().__call__(utility, aligned)
+
+
+def test_verify_identity_replaces_more_strongly_before_it_greys():
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))  # Poisson first, as the paper
+    attrs = FixedAttributes(age=30, gender=1, race=0)
+    # still the same person after Poisson and after feathering: a face 20 years older is feathered in
+    faces = AgeRecording()
+    obs = Obscurer(cfg, finder=Fixed([face]), faces=faces, attributes=attrs)
+    obs._recogniser = ScriptedRecogniser([0.3, 0.5, 0.8])
+    (r,) = obs.obscure(_photo(5)).faces
+    assert r["action"] == "replaced" and r["blend"] == "alpha" and r["identity_distance"] == 0.8
+    assert [a["distance"] for a in r["identity_attempts"]] == [0.3, 0.5]
+    assert r["age_shifted_by"] == 20 and r["utility"]["age"] == 50 and faces.ages == [30, 50]
+    # changed once feathered in: the age is kept
+    obs = Obscurer(cfg, finder=Fixed([face]), faces=AgeRecording(), attributes=attrs)
+    obs._recogniser = ScriptedRecogniser([0.4, 0.7])
+    (r,) = obs.obscure(_photo(5)).faces
+    assert r["action"] == "replaced" and "age_shifted_by" not in r and r["utility"]["age"] == 30
+    # changed at once: nothing more is done
+    obs._recogniser = ScriptedRecogniser([0.9])
+    (r,) = obs.obscure(_photo(5)).faces
+    assert r["action"] == "replaced" and "identity_attempts" not in r and "blend" not in r
+    # the same person after every step: greyed, and the report says what was tried
+    obs._recogniser = ScriptedRecogniser([0.3, 0.3, 0.3])
+    (r,) = obs.obscure(_photo(5)).faces
+    assert r["action"] == "greyed" and r["reason"] == "identity_kept" and r["was"] == "replaced"
+    assert len(r["identity_attempts"]) == 2
+    # no retries asked for: greyed at once
+    obs = Obscurer(replace(cfg, identity_retries=()), finder=Fixed([face]), faces=Painted(), attributes=attrs)
+    obs._recogniser = ScriptedRecogniser([0.3])
+    assert obs.obscure(_photo(5)).faces[0]["reason"] == "identity_kept"
 
 
 def test_verify_identity_greys_a_face_that_is_still_the_same_person():

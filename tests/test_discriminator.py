@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from upgan_lib.discriminator import Discriminator, DiscriminatorConfig, discriminator_bce
+import torch.nn.functional as F
+
+from upgan_lib.discriminator import Discriminator, DiscriminatorConfig
 from upgan_lib.generator import Generator, GeneratorConfig, summarize
 from upgan_lib.losses import discriminator_loss
 
@@ -58,7 +60,7 @@ def test_output_shape(preset):
 def test_gradients_reach_every_parameter(norm):
     d = _net(DiscriminatorConfig.for_preset("smoke", norm=norm)).train()
     out = d(_faces())
-    discriminator_bce(out[:2], out[2:]).backward()
+    discriminator_loss(out[:2], out[2:], SMOKE.real_label, SMOKE.fake_label).backward()
     missing = [n for n, p in d.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, f"no gradient for {missing}"
 
@@ -106,15 +108,16 @@ def test_channels_last_and_autocast():
 
 def test_label_smoothing_loss():
     real, fake = torch.randn(8), torch.randn(8)
-    # labels (1, 0) = the plain GAN loss of losses.py
-    torch.testing.assert_close(discriminator_bce(real, fake, 1.0, 0.0), discriminator_loss(real, fake))
-    # with 0.9 the real term is smallest at logit ln 9, not at +infinity
+    # labels (1, 0), the defaults, = the plain GAN loss
+    torch.testing.assert_close(discriminator_loss(real, fake), F.softplus(-real).mean() + F.softplus(fake).mean())
+    # with 0.9 (the config's real label) the real term is smallest at logit ln 9, not at +infinity
+    assert DiscriminatorConfig().real_label == 0.9
     grid = torch.linspace(-2, 8, 1001)
-    vals = torch.stack([discriminator_bce(x.view(1), torch.tensor([-50.0]), 0.9) for x in grid])
+    vals = torch.stack([discriminator_loss(x.view(1), torch.tensor([-50.0]), 0.9) for x in grid])
     assert abs(grid[vals.argmin()].item() - math.log(9)) < 0.02
     # gradient pushes a confident real logit back down
     x = torch.tensor([6.0], requires_grad=True)
-    discriminator_bce(x, torch.tensor([-50.0]), 0.9).backward()
+    discriminator_loss(x, torch.tensor([-50.0]), 0.9).backward()
     assert x.grad.item() > 0
 
 

@@ -55,6 +55,14 @@ def test_shapes_and_ranges(preset, utility):
     assert p.shape == (len(u), 1, 128, 128) and p.min() >= 0 and p.max() <= 1
 
 
+def test_face_probability_is_softmax_channel_0():
+    logits = torch.randn(2, 2, 8, 8) * 5
+    torch.testing.assert_close(face_probability(logits), torch.softmax(logits, 1)[:, :1])
+    extreme = torch.zeros(1, 2, 4, 4)
+    extreme[:, 0], extreme[:, 1] = 900.0, -900.0  # no overflow or NaN at extreme logits
+    assert face_probability(extreme).min() == 1.0
+
+
 def test_rejects_wrong_input():
     g = _net()
     with pytest.raises(ValueError, match="17"):

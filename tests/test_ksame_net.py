@@ -135,3 +135,27 @@ def test_load_rejects_other_files(tmp_path):
 def test_constructor_checks_centroids():
     with pytest.raises(ValueError, match="centroids must be"):
         KSameNet(KSameNetConfig.for_preset("smoke"), np.zeros((2, 17)), [[0, 1, 2], [3, 4, 5]])
+
+
+def test_load_or_train_trains_once_then_reuses_the_saved_net(tmp_path, people10):
+    """Chapter 08 trains and saves; chapter 09 finds it and does not train again; another k (the
+    anonymity it guarantees) or an unreadable file means training anew."""
+    from upgan_lib import ksame_net as K
+
+    cfg = KSameNetConfig.for_preset("smoke", k=3, epochs=1)
+    path = K.default_ksame_net_path("smoke", tmp_path / "cache")
+    assert path == tmp_path / "cache" / "models" / "ksame_net_smoke.safetensors"
+    said = []
+    first, how = K.load_or_train_ksame_net(path, people10, cfg, say=said.append)
+    assert path.exists() and how.startswith("trained") and len(said) == 1
+    stamp = path.stat().st_mtime_ns
+    again, how = K.load_or_train_ksame_net(path, people10, dataclasses.replace(cfg, epochs=5), say=said.append)
+    assert how.startswith("loaded") and len(said) == 1 and path.stat().st_mtime_ns == stamp
+    u = torch.from_numpy(people10.utility()[:4])
+    with torch.no_grad():
+        assert torch.equal(first(u)[0], again(u)[0])  # the very net chapter 08 trained
+    other, how = K.load_or_train_ksame_net(path, people10, dataclasses.replace(cfg, k=4), say=said.append)
+    assert other.cfg.k == 4 and "k=3" in how and load_ksame_net(path).cfg.k == 4
+    path.write_bytes(b"not a checkpoint")
+    _, how = K.load_or_train_ksame_net(path, people10, cfg, say=said.append)
+    assert "unreadable" in how and load_ksame_net(path).cfg.k == 3

@@ -20,6 +20,9 @@ def test_notebook_runs_with_papermill_on_smoke(nb, tmp_path):
     assert executed.metadata["papermill"]["parameters"]["PRESET"] == "smoke"
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    figures = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {})]
+    assert figures, f"{nb.name} shows no figure on the smoke preset"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

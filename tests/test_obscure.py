@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from upgan_lib import obscure as ob
+from upgan_lib import obscure_cli
 from upgan_lib.obscure import (KnownFaces, ObscureConfig, ObscureError, Obscurer, obscure_path, read_image,
                                write_image)
 from upgan_lib.swap import SwapConfig, compose_scene
@@ -304,12 +305,12 @@ def test_missing_checkpoint_is_a_clear_error_and_writes_nothing(tmp_path, scene,
     Image.fromarray(scene.image).save(src)
     out, rep = tmp_path / "out.png", tmp_path / "report.json"
     for ckpt in (str(tmp_path / "nope"), str(tmp_path)):
-        assert ob.run(_args(input=str(src), output=str(out), checkpoint=ckpt, report=str(rep))) == 2
+        assert obscure_cli.run(_args(input=str(src), output=str(out), checkpoint=ckpt, report=str(rep))) == 2
         err = capsys.readouterr().err
         assert "checkpoint" in err and "nothing was written" in err
         assert not out.exists() and not rep.exists()
-    assert ob.run(_args(input=str(tmp_path / "missing.png"), output=str(out), method="gray")) == 2
-    assert ob.run(_args(input=str(src), output=str(out), method="ksame")) == 2  # ksame needs --gallery
+    assert obscure_cli.run(_args(input=str(tmp_path / "missing.png"), output=str(out), method="gray")) == 2
+    assert obscure_cli.run(_args(input=str(src), output=str(out), method="ksame")) == 2  # ksame needs --gallery
     assert not out.exists()
 
 
@@ -328,7 +329,7 @@ def test_cli_with_a_generator_checkpoint(tmp_path, scene, monkeypatch):
     src = tmp_path / "in.jpg"
     Image.fromarray(scene.image).save(src, quality=95)
     out, rep = tmp_path / "out.jpg", tmp_path / "r.json"
-    assert ob.run(_args(input=str(src), output=str(out), checkpoint=str(ckpt), report=str(rep))) == 0
+    assert obscure_cli.run(_args(input=str(src), output=str(out), checkpoint=str(ckpt), report=str(rep))) == 0
     report = json.loads(rep.read_text())
     acts = [f["action"] for f in report["images"][0]["faces"]]
     assert len(acts) == 2 and set(acts) <= {"replaced", "greyed"}  # untrained masks may be refused: then grey
@@ -337,8 +338,8 @@ def test_cli_with_a_generator_checkpoint(tmp_path, scene, monkeypatch):
         sel = _inner(f, shown.shape)
         assert np.abs(shown[sel].astype(int) - scene.image[sel]).mean() > 10  # never left clear
     assert report["attributes"] == "attribute estimator"  # the shipped estimator: each face its own attributes
-    assert ob.run(_args(input=str(src), output=str(out), checkpoint=str(ckpt), report=str(rep), overwrite=True,
-                        fixed_attributes="paper")) == 0
+    assert obscure_cli.run(_args(input=str(src), output=str(out), checkpoint=str(ckpt), report=str(rep),
+                                 overwrite=True, fixed_attributes="paper")) == 0
     report = json.loads(rep.read_text())
     assert report["attributes"].startswith("fixed") and {f["utility"]["age"] for f in report["images"][0]["faces"]
                                                           if "utility" in f} <= {30}
@@ -351,7 +352,7 @@ def test_without_checkpoint_the_shipped_models_are_used(tmp_path, scene, monkeyp
     src = tmp_path / "in.png"
     Image.fromarray(scene.image).save(src)
     out, rep = tmp_path / "out.png", tmp_path / "r.json"
-    assert ob.run(_args(input=str(src), output=str(out), report=str(rep))) == 0
+    assert obscure_cli.run(_args(input=str(src), output=str(out), report=str(rep))) == 0
     report = json.loads(rep.read_text())
     assert report["checkpoint"] == f"shipped: {pretrained.generator_path()}"
     assert report["attributes"] == "attribute estimator"
@@ -360,8 +361,8 @@ def test_without_checkpoint_the_shipped_models_are_used(tmp_path, scene, monkeyp
     with pytest.raises(ob.ObscureError, match="AGE,GENDER,RACE"):
         ob.parse_fixed_attributes("old")
     assert ob.parse_fixed_attributes("45,1,2").age == 45 and ob.parse_fixed_attributes(None) is None
-    assert ob.run(_args(input=str(src), output=str(out), attributes=str(pretrained.attributes_path()),
-                        fixed_attributes="paper", overwrite=True)) == 2  # estimate or fix, not both
+    assert obscure_cli.run(_args(input=str(src), output=str(out), attributes=str(pretrained.attributes_path()),
+                                 fixed_attributes="paper", overwrite=True)) == 2  # estimate or fix, not both
 
 
 def test_write_image_refuses_alpha_in_jpeg(tmp_path, scene):
@@ -427,20 +428,19 @@ def test_identity_change_machinery(scene):
 
 
 @pytest.mark.real_data
-def test_real_identity_change_with_trained_checkpoint():
-    """The paper-level claim, run when a trained generator is named by $UPGAN_CHECKPOINT:
-    >= 95 % of identity photos' faces become another person to dlib's recogniser."""
+def test_real_identity_change_of_the_shipped_model():
+    """The paper-level claim for `upgan obscure` as it ships (its generator and attribute
+    estimator, the identity check on): >= 95 % of 40 identity photos' faces are replaced by
+    another person to dlib's recogniser. $UPGAN_CHECKPOINT names another generator to check."""
     import os
 
-    ckpt = os.environ.get("UPGAN_CHECKPOINT")
-    if not ckpt:
-        pytest.skip("set UPGAN_CHECKPOINT to a trained UP-GAN run to check the identity-change rate")
     from upgan_lib.landmarks import FaceLandmarker
 
-    photos = _identity_photos(20)
-    obs = {"upgan": Obscurer.from_paths(ObscureConfig(), checkpoint=ckpt)}
+    photos = _identity_photos(40)
+    cfg = ObscureConfig(verify_identity=True)  # what `upgan obscure` does by default
+    obs = {"upgan": Obscurer.from_paths(cfg, checkpoint=os.environ.get("UPGAN_CHECKPOINT") or None)}
     r = ob.identity_change(photos, obs, ob.DlibFinder(FaceLandmarker()))
-    assert r["faces"] >= 20
+    assert r["faces"] >= 35
     assert r["methods"]["upgan"]["another_person"] >= 0.95, r
 
 

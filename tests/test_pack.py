@@ -56,7 +56,8 @@ def test_upgan_pack_command(small_synthfaces, tmp_path, capsys):
 
 
 def test_training_reads_a_packed_set(small_synthfaces, tmp_path):
-    from upgan_lib.train import TrainConfig, load_data
+    from upgan_lib.train_config import TrainConfig
+    from upgan_lib.train_data import load_data
 
     pack(small_synthfaces, tmp_path / "set.npz")
     data = load_data(tmp_path / "set.npz", TrainConfig.for_preset("smoke"))

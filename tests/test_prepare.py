@@ -261,7 +261,7 @@ def test_real_identities_sample(tmp_path):
 
 
 def test_processing_errors_are_reported_not_raised(monkeypatch):
-    from upgan_lib import prepare as P
+    from upgan_lib import prepare_worker as P
     from upgan_lib.landmarks import DetectConfig, default_landmarker
 
     from data_helpers import detectable_faces, jpeg_bytes

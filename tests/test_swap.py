@@ -2,11 +2,10 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from upgan_lib.align import matrix_scale
-from upgan_lib.swap import (SwapConfig, SwapError, blend_mask, compose_scene, face_probability, face_region_box,
-                            grey_out, inner_face_polygon, swap_face, to_uint8_faces)
+from upgan_lib.swap import (SwapConfig, SwapError, blend_mask, compose_scene, face_region_box, grey_out,
+                            inner_face_polygon, swap_face)
 
 
 @pytest.fixture(scope="module")
@@ -19,22 +18,6 @@ def faces():
 def _crop(photo, to_crop, size=128):
     """The photo seen in a face's 128 frame (what alignment would hand to the generator)."""
     return cv2.warpAffine(photo, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def test_face_probability_is_softmax_channel_0():
-    logits = torch.randn(2, 2, 8, 8) * 5
-    p = face_probability(logits)
-    np.testing.assert_allclose(p, torch.softmax(logits, 1)[:, 0].numpy(), atol=1e-6)
-    extreme = np.zeros((1, 2, 4, 4), np.float32)
-    extreme[:, 0], extreme[:, 1] = 900.0, -900.0  # no overflow warnings or NaN at extreme logits
-    assert face_probability(extreme).min() == 1.0
-
-
-def test_to_uint8_faces_range_and_layout():
-    x = torch.tensor([-1.0, 0.0, 1.0, 3.0]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)
-    u = to_uint8_faces(x)
-    assert u.shape == (1, 2, 2, 3) and u.dtype == np.uint8
-    assert u[0, :, :, 0].ravel().tolist() == [0, 128, 255, 255]
 
 
 def test_blend_mask_threshold_erosion_largest_blob():

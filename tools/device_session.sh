@@ -67,7 +67,7 @@ EOF
 stamp "3. UP-GAN, $PRESET preset, on the packed UTKFace for about $TRAIN_SECONDS s"
 # a time budget, not a step count (the throughput is only known once measured): the run stops
 # cleanly with a checkpoint when the budget is spent
-$PY -m upgan_lib.train --data "$PACK/utkface.npz" --out "$OUT/run" --preset "$PRESET" --device "$DEVICE" \
+$PY -m upgan_lib.train_cli --data "$PACK/utkface.npz" --out "$OUT/run" --preset "$PRESET" --device "$DEVICE" \
   --identifier "$OUT/identifier_init.safetensors" --epochs 1000 --max-minutes "$(awk "BEGIN {print $TRAIN_SECONDS / 60}")" \
   ${BATCH:+--batch-size $BATCH} --quiet > "$OUT/train.log" 2>&1
 echo "train exit $?" >> "$OUT/train.log"
@@ -79,7 +79,7 @@ tail -3 "$OUT/log.csv" 2>/dev/null
 stamp "4. the generator, bf16, in parts small enough to come back"
 $PY - "$OUT/run" "$OUT/generator.bf16.safetensors" <<'EOF'
 import sys
-from upgan_lib.train import export_generator, generator_file, load_generator
+from upgan_lib.run_folder import export_generator, generator_file, load_generator
 print(f"{generator_file(sys.argv[1])} -> {export_generator(sys.argv[1], sys.argv[2])}")
 load_generator(sys.argv[2])  # it loads
 EOF

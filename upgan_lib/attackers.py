@@ -5,14 +5,14 @@ see :func:`upgan_lib.faceset.split_photos_by_identity`):
 
 * :class:`VGGAttacker` - the paper's: the VGG-19 face identifier of
   :mod:`upgan_lib.identity_net`, trained from scratch (offline) on the training photos.
-* :class:`DlibAttacker` - a stronger off-the-shelf one: dlib's 128-d face descriptor (the
-  ResNet ``dlib_face_recognition_resnet_model_v1.dat`` of ``face_recognition_models``, 99.38 %
-  on LFW) computed on each aligned 128x128 crop, then a softmax (multinomial logistic
-  regression) classifier in torch trained on the same split. The descriptor network needs a
-  face shape to align its 150x150 chip: with ``shape_from="box"`` (default) dlib's 68-point
-  predictor is run inside the full-image box (the crop *is* the face), so the attacker never
-  uses the original's landmarks; ``"detect"`` runs dlib's HOG detector first and falls back to
-  the full box when it finds nothing (the fallbacks are counted in ``stats``).
+* :class:`DlibAttacker` - a stronger off-the-shelf one: dlib's 128-d face descriptor
+  (:class:`upgan_lib.recognise.FaceRecogniser`, 99.38 % on LFW) computed on each aligned
+  128x128 crop, then a softmax (multinomial logistic regression) classifier in torch trained
+  on the same split. The descriptor network needs a face shape to align its 150x150 chip:
+  with ``shape_from="box"`` (default) dlib's 68-point predictor is run inside the full-image
+  box (the crop *is* the face), so the attacker never uses the original's landmarks;
+  ``"detect"`` runs dlib's HOG detector first and falls back to the full box when it finds
+  nothing (the fallbacks are counted in ``stats``).
 
 Threat models (the paper's):
 
@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from .faceset import FaceSet
+from .identity_net import IdentifierConfig, predict_identities, train_identifier
+from .recognise import FaceRecogniser
 
 
 def with_faces(data: FaceSet, faces: np.ndarray) -> FaceSet:
@@ -50,8 +52,6 @@ class VGGAttacker:
     name = "VGG-19"
 
     def __init__(self, cfg=None, device="cpu", progress: bool = False):
-        from .identity_net import IdentifierConfig
-
         self.cfg = cfg or IdentifierConfig.for_preset("smoke")
         self.device = torch.device(device)
         self.progress = progress
@@ -59,14 +59,10 @@ class VGGAttacker:
         self.history = None
 
     def fit(self, train: FaceSet) -> "VGGAttacker":
-        from .identity_net import train_identifier
-
         self.model, self.history = train_identifier(train, self.cfg, self.device, progress=self.progress)
         return self
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        from .identity_net import predict_identities
-
         if self.model is None:
             raise RuntimeError("fit the attacker first")
         return predict_identities(self.model, faces)
@@ -85,35 +81,32 @@ class DlibDescriptor:
     """
 
     def __init__(self, shape_from: str = "box", predictor: str = "68", cache: bool = True):
-        import dlib
-        import face_recognition_models as frm
-
         if shape_from not in ("box", "detect"):
             raise ValueError(f"shape_from must be 'box' or 'detect', got {shape_from!r}")
-        if predictor not in ("68", "5"):
-            raise ValueError(f"predictor must be '68' or '5', got {predictor!r}")
         self.shape_from = shape_from
-        sp = frm.pose_predictor_model_location() if predictor == "68" else frm.pose_predictor_five_point_model_location()
-        self.sp = dlib.shape_predictor(sp)
-        self.rec = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-        self.detector = dlib.get_frontal_face_detector() if shape_from == "detect" else None
-        self._dlib = dlib
+        self.recogniser = FaceRecogniser(predictor)
+        self.detector = None
+        if shape_from == "detect":
+            import dlib
+
+            self.detector = dlib.get_frontal_face_detector()
         self._cache: dict[bytes, np.ndarray] | None = {} if cache else None
         self.stats = {"computed": 0, "cached": 0, "detect_fallback": 0}
 
-    def _one(self, img: np.ndarray) -> np.ndarray:
-        dlib = self._dlib
-        img = np.ascontiguousarray(img)
+    def _box(self, img: np.ndarray) -> tuple:
+        """Where the descriptor reads the face: the whole crop, or the largest face dlib's HOG finds in it."""
         h, w = img.shape[:2]
-        rect = dlib.rectangle(0, 0, w - 1, h - 1)
         if self.detector is not None:
             dets = self.detector(img, 1)
             if len(dets):
-                rect = max(dets, key=lambda r: r.area())
-            else:
-                self.stats["detect_fallback"] += 1
-        shape = self.sp(img, rect)
-        return np.asarray(self.rec.compute_face_descriptor(img, shape), np.float32)
+                r = max(dets, key=lambda r: r.area())
+                return (r.left(), r.top(), r.right(), r.bottom())
+            self.stats["detect_fallback"] += 1
+        return (0, 0, w - 1, h - 1)
+
+    def _one(self, img: np.ndarray) -> np.ndarray:
+        img = np.ascontiguousarray(img)
+        return self.recogniser.descriptor(img, self._box(img))
 
     def describe(self, faces: np.ndarray) -> np.ndarray:
         faces = np.asarray(faces)

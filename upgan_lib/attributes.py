@@ -21,6 +21,9 @@ Chance levels for reading its numbers: gender 50 %, race about 42 % on UTKFace (
 """
 from __future__ import annotations
 
+import json
+import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,7 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .faceset import FaceSet
+from .config import cache_dir
+from .faceset import FaceSet, NotAPreparedSet
+from .images import to_tensor
 from .utility import AGE_SCALE, N_RACES
 
 #: attributes given to faces without labels when ``fill_attributes(mode="fixed")``
@@ -95,7 +100,7 @@ def _faces_tensor(faces, device) -> torch.Tensor:
     f = np.asarray(faces)
     if f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3:
         raise ValueError(f"faces must be uint8 (N,S,S,3) or a float (N,3,S,S) tensor in [-1,1], got {f.dtype} {f.shape}")
-    return torch.from_numpy(np.ascontiguousarray(f)).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return to_tensor(f, device)
 
 
 def _loss(out: dict, age: torch.Tensor, gender: torch.Tensor, race: torch.Tensor, age_weight: float) -> torch.Tensor:
@@ -240,8 +245,6 @@ def fill_attributes(data: FaceSet, mode: str = "fixed", model: AttributeEstimato
 def default_attribute_path(preset: str, cache=None) -> Path:
     """Where chapter 08 saves the attribute estimator of ``preset`` (chapter 09 and ``upgan obscure
     --attributes`` read it): ``<cache>/models/attributes_<preset>.safetensors``."""
-    from .config import cache_dir
-
     return cache_dir(cache, create=False) / "models" / f"attributes_{preset}.safetensors"
 
 
@@ -282,12 +285,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     """``upgan attributes``: train the attribute estimator on a prepared set, report held-out scores."""
-    import json
-    import sys
-    import time
-
-    from .faceset import NotAPreparedSet
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import images
 from .faceset import FaceSet
 
 BLUR_SIZES = (5, 15, 25)
@@ -46,18 +47,15 @@ KSAME_K = 10
 
 # ---------------------------------------------------------------------------- conversions
 def to_tensor(faces: np.ndarray, device=None) -> torch.Tensor:
-    """uint8 (N,S,S,3) -> float (N,3,S,S) in [-1, 1]."""
-    faces = check_faces(faces)
-    x = torch.from_numpy(np.ascontiguousarray(faces)).to(device) if device is not None else torch.from_numpy(np.ascontiguousarray(faces))
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    """uint8 (N,S,S,3) -> float (N,3,S,S) in [-1, 1] (:func:`upgan_lib.images.to_tensor`, faces checked)."""
+    return images.to_tensor(check_faces(faces), device)
 
 
 def to_uint8(x) -> np.ndarray:
     """float (N,3,S,S) tensor in [-1, 1] (or uint8 array) -> uint8 (N,S,S,3), rounded."""
     if isinstance(x, np.ndarray):
         return check_faces(x)
-    x = x.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
+    return images.to_uint8(x)
 
 
 def check_faces(faces: np.ndarray, size: int | None = None) -> np.ndarray:

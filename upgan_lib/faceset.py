@@ -21,13 +21,16 @@ packed file like a folder (decoding takes a few seconds for 22,000 faces).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, atomic_write
 from .utility import encode_utility, reduce_68_to_7
 
 FORMAT = "upgan-faceset"
@@ -160,15 +163,11 @@ class FaceSet:
             "labels": labels,
         }
         for name, arr in arrays.items():
-            tmp = folder / f".{name}.npy.tmp"
-            with open(tmp, "wb") as f:
+            with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, arr)
-            os.replace(tmp, folder / f"{name}.npy")
         info = {"format": FORMAT, "version": FORMAT_VERSION, "count": len(self), "size": self.size,
                 "sources": list(self.sources), "meta": self.meta}
-        tmp = folder / ".faceset.json.tmp"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, folder / "faceset.json")
+        atomic_write(folder / "faceset.json", json.dumps(info))
         return folder
 
     @classmethod
@@ -237,8 +236,6 @@ def _label_fields(labels: np.ndarray) -> dict:
 def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
     """Write `fs` as one packed ``.npz`` file (see the module doc) and return a summary: faces,
     bytes, MiB, and the faces' PSNR after the WebP round trip. Written atomically."""
-    import io
-
     from PIL import Image
 
     if not 1 <= quality <= 100:
@@ -269,11 +266,8 @@ def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
         "labels": fs.labels_array(),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
     mse = sq_err / max(1, faces.size)
     psnr = float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
     n_bytes = path.stat().st_size
@@ -283,9 +277,6 @@ def pack(fs: FaceSet, path: str | os.PathLike, quality: int = 80) -> dict:
 
 def load_packed(path: str | os.PathLike) -> FaceSet:
     """Decode a packed ``.npz`` face set (:func:`pack`) into memory."""
-    import io
-    import zipfile
-
     from PIL import Image
 
     path = Path(path)

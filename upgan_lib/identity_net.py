@@ -41,9 +41,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.hub import get_dir
+from tqdm.auto import tqdm
 
+from .amp import autocast, grad_scaler, resolve_amp
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .faceset import FaceSet
+from .images import to_tensor
 
 #: torchvision's VGG-19 ("configuration E"): conv widths, "M" = 2x2 max-pool.
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
@@ -62,9 +66,10 @@ class IdentifierConfig:
     classifier's hidden width (4096 in VGG-19), ``batch_norm`` switches to the vgg19_bn layout.
     ``imagenet`` starts from torchvision's ImageNet weights (download; needs width 1, hidden 4096).
     Training: AdamW (or SGD with momentum) with a linear warm-up then cosine decay to 0 per step,
-    cross-entropy with label smoothing, mixed precision on CUDA (bf16 where supported, else fp16
-    with a gradient scaler). Augmentation (on tensors, per photo): horizontal flip, a shift of up
-    to ``max_shift`` of the image size, brightness/contrast/saturation jitter of +-``jitter``.
+    cross-entropy with label smoothing, mixed precision on CUDA (``amp.py``: bf16 on GPUs with
+    compute capability >= 8, else fp16 with a gradient scaler). Augmentation (on tensors, per
+    photo): horizontal flip, a shift of up to ``max_shift`` of the image size,
+    brightness/contrast/saturation jitter of +-``jitter``.
     """
 
     width: float = 1.0
@@ -284,8 +289,6 @@ def load_imagenet_weights(model: FaceIdentifier, progress: bool = True) -> int:
     try:
         state = weights.get_state_dict(progress=progress, check_hash=True)
     except Exception as e:  # URLError, hash mismatch (RuntimeError), unreadable file, ...
-        from torch.hub import get_dir
-
         fname = Path(weights.url).name
         raise ImageNetWeightsUnavailable(
             f"could not get torchvision's ImageNet VGG-19 weights ({weights.url}): {type(e).__name__}: {e}. "
@@ -303,14 +306,14 @@ def load_imagenet_weights(model: FaceIdentifier, progress: bool = True) -> int:
 
 # ---------------------------------------------------------------------------- data
 def faces_to_tensor(faces, device=None) -> torch.Tensor:
-    """uint8 faces (N, S, S, 3) (numpy or tensor) -> float (N, 3, S, S) in [-1, 1]; float NCHW passes."""
+    """The identifier's input: uint8 faces (N, S, S, 3) (numpy or tensor), shape checked -> contiguous
+    float (N, 3, S, S) in [-1, 1] (:func:`upgan_lib.images.to_tensor`); float NCHW passes."""
     if isinstance(faces, np.ndarray):
         faces = torch.from_numpy(np.ascontiguousarray(faces))
     if faces.dtype == torch.uint8:
         if faces.ndim != 4 or faces.shape[-1] != 3:
             raise ValueError(f"uint8 faces must be (N, S, S, 3), got {tuple(faces.shape)}")
-        faces = faces.to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        return faces.contiguous()
+        return to_tensor(faces, device).contiguous()
     if faces.ndim != 4 or faces.shape[1] != 3:
         raise ValueError(f"float faces must be (N, 3, S, S) in [-1, 1], got {tuple(faces.shape)}")
     return faces.to(device)
@@ -401,12 +404,6 @@ def identification_accuracy(model: FaceIdentifier, faces, labels, batch_size: in
 
 
 # ---------------------------------------------------------------------------- training
-def _amp_settings(device: torch.device, enabled: bool):
-    if not enabled or device.type != "cuda":
-        return False, torch.float32
-    return True, (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-
-
 def train_identifier(train: FaceSet, cfg: IdentifierConfig | None = None, device="cpu", val: FaceSet | None = None,
                      progress: bool = True) -> tuple[FaceIdentifier, dict]:
     """Train a :class:`FaceIdentifier` on the identities of ``train``; returns ``(model, history)``.
@@ -418,8 +415,6 @@ def train_identifier(train: FaceSet, cfg: IdentifierConfig | None = None, device
     ``train_acc`` (on augmented batches), ``val_acc`` (None without ``val``), ``lr``, and
     ``seconds``. The model is returned in eval mode on ``device``.
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or IdentifierConfig.for_preset("smoke")
     device = torch.device(device)
     ids = np.asarray(train.identity)
@@ -433,87 +428,125 @@ def train_identifier(train: FaceSet, cfg: IdentifierConfig | None = None, device
     if cfg.imagenet:
         load_imagenet_weights(model, progress=progress)
     model.to(device)
-    labels = torch.from_numpy(np.searchsorted(classes, ids)).long()
-
-    # uint8 images stay uint8 until the batch is drawn; on the GPU if they fit comfortably
-    faces_u8 = torch.from_numpy(np.ascontiguousarray(train.faces))
-    if device.type == "cuda" and faces_u8.numel() < 2**31:
-        faces_u8, labels = faces_u8.to(device), labels.to(device)
     history: dict = {"epoch": [], "train_loss": [], "train_acc": [], "val_acc": [], "lr": [], "seconds": 0.0,
                      "classes": len(classes), "train_photos": len(ids), "val_photos": 0, "val_unknown": 0}
-    val_faces = val_ids = None
-    if val is not None:
-        known = np.isin(np.asarray(val.identity), classes)
-        history["val_unknown"] = int((~known).sum())
-        if history["val_unknown"]:
-            warnings.warn(f"{history['val_unknown']} of {len(val)} validation photos show identities absent from "
-                          "the training set; they are left out of the closed-set accuracy", stacklevel=2)
-        val_faces, val_ids = val.faces[known], np.asarray(val.identity)[known]
-        history["val_photos"] = int(known.sum())
-
-    n = len(ids)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)  # drop the ragged tail (reshuffled every epoch): no batch of 1 for BN
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim == 1 else decay).append(p)  # no weight decay on biases and bn
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-    else:
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        t = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    use_amp, amp_dtype = _amp_settings(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    fit = _IdentifierFit.start(model, train, np.searchsorted(classes, ids), cfg, device)
+    val_faces, val_ids = _known_photos(val, classes, history)
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc="identifier", unit="epoch", disable=not progress)
     for epoch in bar:
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        for step in range(steps_per_epoch):
-            idx = perm[step * bs:(step + 1) * bs].to(faces_u8.device)
-            x = faces_to_tensor(faces_u8[idx], device)
-            y = labels[idx].to(device)
-            x = augment_faces(x, cfg, gen)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+        loss, acc = fit.epoch()
+        va = identification_accuracy(model, val_faces, val_ids) if val_faces is not None and len(val_ids) else None
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(float(loss_sum) / seen)
-        history["train_acc"].append(float(correct) / seen)
-        history["lr"].append(opt.param_groups[0]["lr"])
-        va = None
-        if val_faces is not None and len(val_ids):
-            va = identification_accuracy(model, val_faces, val_ids)
+        history["train_loss"].append(loss)
+        history["train_acc"].append(acc)
+        history["lr"].append(fit.opt.param_groups[0]["lr"])
         history["val_acc"].append(va)
-        post = {"loss": f"{history['train_loss'][-1]:.3f}", "acc": f"{history['train_acc'][-1]:.2f}"}
+        post = {"loss": f"{loss:.3f}", "acc": f"{acc:.2f}"}
         if va is not None:
             post["val"] = f"{va:.2f}"
         bar.set_postfix(post)
     history["seconds"] = time.perf_counter() - t0
     model.eval()
     return model, history
+
+
+def _known_photos(val: FaceSet | None, classes: np.ndarray, history: dict):
+    """``val``'s faces and identities of the trained classes (None, None without ``val``); the
+    photos of other identities are counted in ``history`` and warned about."""
+    if val is None:
+        return None, None
+    known = np.isin(np.asarray(val.identity), classes)
+    history["val_unknown"] = int((~known).sum())
+    if history["val_unknown"]:
+        warnings.warn(f"{history['val_unknown']} of {len(val)} validation photos show identities absent from "
+                      "the training set; they are left out of the closed-set accuracy", stacklevel=3)
+    history["val_photos"] = int(known.sum())
+    return val.faces[known], np.asarray(val.identity)[known]
+
+
+@dataclass
+class _IdentifierFit:
+    """An identifier's training state: its photos and labels, batches, optimiser, learning-rate
+    schedule, mixed precision (``amp.py``) and the seeded generator of the data order and augmentation."""
+
+    model: FaceIdentifier
+    cfg: IdentifierConfig
+    device: torch.device
+    faces_u8: torch.Tensor
+    labels: torch.Tensor
+    batch_size: int
+    steps_per_epoch: int
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+    gen: torch.Generator
+
+    @classmethod
+    def start(cls, model: FaceIdentifier, train: FaceSet, labels: np.ndarray, cfg: IdentifierConfig,
+              device: torch.device) -> "_IdentifierFit":
+        labels = torch.from_numpy(labels).long()
+        # uint8 images stay uint8 until the batch is drawn; on the GPU if they fit comfortably
+        faces_u8 = torch.from_numpy(np.ascontiguousarray(train.faces))
+        if device.type == "cuda" and faces_u8.numel() < 2**31:
+            faces_u8, labels = faces_u8.to(device), labels.to(device)
+        n = len(labels)
+        bs = min(cfg.batch_size, n)
+        steps_per_epoch = max(1, n // bs)  # drop the ragged tail (reshuffled every epoch): no batch of 1 for BN
+        opt = _optimiser(model, cfg)
+        sched = _warmup_cosine(opt, int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch * cfg.epochs)
+        dtype = resolve_amp(cfg.amp, device)
+        return cls(model, cfg, device, faces_u8, labels, bs, steps_per_epoch, opt, sched, grad_scaler(device, dtype),
+                   dtype, torch.Generator().manual_seed(cfg.seed))
+
+    def epoch(self) -> tuple[float, float]:
+        """One pass over the photos in a new order; returns the mean loss and accuracy on the augmented batches."""
+        model, cfg, device, bs = self.model, self.cfg, self.device, self.batch_size
+        model.train()
+        perm = torch.randperm(len(self.labels), generator=self.gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for step in range(self.steps_per_epoch):
+            idx = perm[step * bs:(step + 1) * bs].to(self.faces_u8.device)
+            x = faces_to_tensor(self.faces_u8[idx], device)
+            y = self.labels[idx].to(device)
+            x = augment_faces(x, cfg, self.gen)
+            with autocast(device, self.dtype):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        return float(loss_sum) / seen, float(correct) / seen
+
+
+def _optimiser(model: FaceIdentifier, cfg: IdentifierConfig) -> torch.optim.Optimizer:
+    """AdamW (or SGD with Nesterov momentum) with weight decay on the weights, not on biases and bn."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim == 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+def _warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per step: a linear warm-up over ``warmup`` steps, then a cosine decay to 0 at ``total_steps``."""
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
 
 
 # ---------------------------------------------------------------------------- save / load

@@ -43,7 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
+from .amp import autocast, grad_scaler, resolve_amp
 from .baselines import ksame_groups
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .faceset import FaceSet
@@ -237,8 +239,6 @@ def train_ksame_net(data: FaceSet, cfg: KSameNetConfig | None = None, device="cp
     ``history``: per-epoch ``loss``, ``l2``, ``mask`` (and ``perceptual``) means, ``clusters``,
     ``min_people`` (smallest cluster, >= k), ``seconds``.
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg or KSameNetConfig.for_preset("smoke")
     device = torch.device(device)
     group, centroids, members = build_clusters(data, cfg.k, cfg.group_by)
@@ -254,9 +254,8 @@ def train_ksame_net(data: FaceSet, cfg: KSameNetConfig | None = None, device="cp
     bs = min(cfg.batch_size, n)
     steps = max(1, n // bs)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = resolve_amp(cfg.amp, device)
+    scaler = grad_scaler(device, amp_dtype)
     gen = torch.Generator().manual_seed(cfg.seed)
     names = ["l2", "mask"] + (["perceptual"] if perceptual is not None else [])
     history: dict = {"epoch": [], "loss": [], **{k: [] for k in names}, "clusters": model.num_clusters,
@@ -271,7 +270,7 @@ def train_ksame_net(data: FaceSet, cfg: KSameNetConfig | None = None, device="cp
             idx = perm[step * bs:(step + 1) * bs].to(faces.device)
             real = faces[idx].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
             real_mask = masks[idx].to(device).unsqueeze(1).float()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with autocast(device, amp_dtype):
                 fake, mask_logits = model(util[idx].to(device), clusters[idx].to(device))
                 parts = [l2_loss(fake, real), mask_loss(mask_logits, real_mask)]
                 if perceptual is not None:
@@ -326,3 +325,34 @@ def load_ksame_net(path, map_location="cpu") -> KSameNet:
         raise CheckpointError(f"{path}: k-same-net checkpoint does not match its saved configuration: {e}") from e
     model.history = meta.get("history")
     return model.to(map_location).eval()
+
+
+# ---------------------------------------------------------------------------- the course's copy
+def default_ksame_net_path(preset: str, cache=None) -> Path:
+    """Where chapter 08 saves its k-same-net of ``preset`` and chapter 09 looks for it:
+    ``<cache>/models/ksame_net_<preset>.safetensors``."""
+    from .config import cache_dir
+
+    return cache_dir(cache, create=False) / "models" / f"ksame_net_{preset}.safetensors"
+
+
+def load_or_train_ksame_net(path, data: FaceSet, cfg: KSameNetConfig, device="cpu", progress: bool = False,
+                            say=print) -> tuple[KSameNet, str]:
+    """The k-same-net saved at ``path`` if there is one with ``cfg``'s ``k`` and ``group_by`` (the
+    anonymity it guarantees); otherwise one trained on ``data`` with ``cfg`` and saved at ``path``.
+    Returns ``(model, how)``, ``how`` saying which (and why it was trained)."""
+    path = Path(path)
+    why = "none saved yet"
+    if path.exists():
+        try:
+            model = load_ksame_net(path, map_location=device)
+        except CheckpointError as e:
+            why = f"the saved one is unreadable ({e})"
+        else:
+            if (model.cfg.k, model.cfg.group_by) == (cfg.k, cfg.group_by):
+                return model, f"loaded {path} (k={model.cfg.k}, {model.num_clusters} clusters)"
+            why = f"the saved one has k={model.cfg.k}, group_by={model.cfg.group_by!r}"
+    say(f"k-same-net: training (k={cfg.k}, {cfg.epochs} epochs on {len(data)} faces): {why}")
+    model, history = train_ksame_net(data, cfg, device, progress=progress)
+    save_ksame_net(model, path, history)
+    return model, f"trained on {len(data)} faces ({why}), saved to {path}"

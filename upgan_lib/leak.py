@@ -7,7 +7,7 @@ HOG and CenterFace, :mod:`upgan_lib.detect`). For every face the judge finds in 
 * **left unchanged**: in the middle of the judge's box (``inner`` of its width and height), fewer
   than ``min_changed`` of the pixels differ by more than ``tol`` grey levels in the output - the
   face was not obscured at all;
-* **same person**: dlib's face recogniser (:class:`upgan_lib.obscure.FaceRecogniser`) puts the
+* **same person**: dlib's face recogniser (:class:`upgan_lib.recognise.FaceRecogniser`) puts the
   original and the output, both read in the judge's box, closer than 0.6 - dlib's own rule.
 
 **Constructed cases** (:func:`constructed_cases`) are built at run time from photos whose face

@@ -8,8 +8,9 @@ The generator G maps a utility vector u to a face F = G(u) and a two-channel mas
 part            definition (means over every element of the batch)            value at "no signal"
 ==============  =============================================================  =====================
 ``adv``         non-saturating GAN loss: mean softplus(-D(F)) = -log sigmoid   ln 2 = 0.693 for
-                D(F); the discriminator minimises mean softplus(-D(x)) +       logits 0 (D cannot
-                mean softplus(D(F)) (binary cross-entropy, real = 1)           tell; D's loss 2 ln 2)
+                D(F); the discriminator minimises the binary cross-entropy     logits 0 (D cannot
+                towards 0.9 on real faces and 0 on generated ones (one-sided   tell; D's loss 2 ln 2)
+                label smoothing, :func:`discriminator_loss`)
 ``l2``          mean (F - x)^2 over pixels and channels, images in [-1, 1]     0 when F = x; 4 when
                                                                                F = -x = +-1
 ``mask``        per-pixel two-class cross-entropy between softmax(M) and the   ln 2 for logits 0
@@ -22,7 +23,10 @@ part            definition (means over every element of the batch)            va
 Choices the paper leaves open, made here (and what to change):
 
 * Adversarial: the standard non-saturating GAN objective (Goodfellow et al. 2014), computed from
-  logits with ``softplus`` for numerical stability.
+  logits with ``softplus`` for numerical stability. The discriminator's targets are smoothed on
+  the real side only (Salimans et al. 2016): training uses ``DiscriminatorConfig.real_label`` =
+  0.9 and ``fake_label`` = 0, so D is never rewarded for calling a fake "a bit real"; the
+  generator still aims at 1.
 * Perceptual layers: ``DEFAULT_PERCEPTUAL_LAYERS`` = relu1_2, relu2_2, relu3_4, relu4_4 of the
   VGG-19 identifier (low-level edges up to part-level features; the deepest block, relu5_4, is
   left out because it is almost pure identity). Each layer's mean squared error is averaged over
@@ -82,13 +86,22 @@ def parse_losses(spec: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------- adversarial
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of the discriminator: real faces labelled 1, generated ones 0.
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0,
+                       fake_label: float = 0.0) -> torch.Tensor:
+    """Binary cross-entropy of the discriminator: real faces labelled ``real_label``, generated
+    ones ``fake_label``, each term averaged over its batch.
 
-    ``mean softplus(-real) + mean softplus(fake)``; 2 ln 2 = 1.386 when all logits are 0.
-    Pass ``fake_logits`` computed on detached fakes so no gradient reaches the generator.
+    BCE(x, t) = t * softplus(-x) + (1 - t) * softplus(x) (numerically stable, from logits). The
+    defaults (1, 0) give the plain ``mean softplus(-real) + mean softplus(fake)``; training passes
+    ``DiscriminatorConfig.real_label`` = 0.9 (one-sided label smoothing), which makes the real
+    term minimal (0.325 instead of 0) at logit ln 9 = 2.2, so D stops pushing real logits up
+    there. 2 ln 2 = 1.386 when all logits are 0, whatever the labels. Pass ``fake_logits``
+    computed on detached fakes so no gradient reaches the generator.
     """
-    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
+    r, f = real_logits.float(), fake_logits.float()
+    real = real_label * F.softplus(-r) + (1.0 - real_label) * F.softplus(r)
+    fake = fake_label * F.softplus(-f) + (1.0 - fake_label) * F.softplus(f)
+    return real.mean() + fake.mean()
 
 
 def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -178,7 +191,8 @@ class PerceptualLoss(nn.Module):
 
 # ---------------------------------------------------------------------------- combined
 class UPGANLoss(nn.Module):
-    """The generator's weighted loss with an enabled subset (for the ablation), and D's loss.
+    """The generator's weighted loss with an enabled subset (for the ablation); D's loss is
+    :func:`discriminator_loss`.
 
     >>> crit = UPGANLoss(LossWeights(), "adv,l2,mask", perceptual=None)
     >>> total, parts = crit.generator_loss(fake, mask_logits, real, real_mask, fake_logits=D(fake))
@@ -228,7 +242,3 @@ class UPGANLoss(nn.Module):
 
     def forward(self, fake, mask_logits, real, real_mask, fake_logits=None):
         return self.generator_loss(fake, mask_logits, real, real_mask, fake_logits)
-
-    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        """See :func:`discriminator_loss`."""
-        return discriminator_loss(real_logits, fake_logits)

@@ -19,6 +19,12 @@ fingerprint just loads the set; any change re-prepares it (``--force`` always do
 
 Archives are read directly (``.tar.gz`` streamed once, nothing extracted) and the source may be
 read-only. Work is spread over ``--workers`` processes, each with its own dlib models.
+
+**Where things are.** This module holds the options, the listing of the inputs, the fingerprint,
+the set-level run (:func:`prepare`, :func:`load_or_prepare`) and the command line. One photo's
+work and the worker processes are in :mod:`upgan_lib.prepare_worker`, the report in
+:mod:`upgan_lib.prepare_report`; their names a notebook or script uses are importable from here
+as well.
 """
 from __future__ import annotations
 
@@ -26,31 +32,37 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Generator
 
-import cv2
 import numpy as np
 
-from . import __version__
-from .align import ALIGNED_SIZE, align_face, face_mask
+from .align import ALIGNED_SIZE
 from .config import cache_dir
 from .config import data_root as _data_root
+from .detect import DetectorModelNotFound, centerface_path
 from .faceset import FaceSet, NotAPreparedSet
-from .landmarks import DetectConfig, FaceLandmarker, default_landmarker
-from .rawfiles import BadImage, RawSource, SourceError, decode_image
+from .identities import list_identity_photos
+from .landmarks import DetectConfig
+from .prepare_report import REPORT_NAME, REPORT_NAMES_PER_REASON, Tally, build_report, format_report, write_report
+from .prepare_worker import cpu_count, process_image, run_workers
+from .rawfiles import RawSource, SourceError
+from .utkface import list_utkface
+
+#: what a notebook or script imports from here; some of it lives in the modules named in the module doc
+__all__ = [
+    "DATASETS", "DEFAULT_SOURCES", "PIPELINE_VERSION", "REPORT_NAME", "REPORT_NAMES_PER_REASON", "UTKFACE_FACE_BOX",
+    "PrepareConfig", "PrepareError", "PrepareResult", "add_arguments", "code_version", "default_out", "default_source",
+    "fingerprint", "format_report", "load_or_prepare", "load_report", "main", "prepare", "process_image", "run",
+]
 
 #: Bump when the prepared output changes for the same input (also part of the fingerprint).
 PIPELINE_VERSION = 1
 DATASETS = ("utkface", "identities")
-REPORT_NAME = "report.json"
-REPORT_NAMES_PER_REASON = 200
 #: Looked for in the data root, in this order, when no --source is given.
 DEFAULT_SOURCES = {
     "utkface": ("UTKFace.tar.gz", "UTKFace", "utkface-new.zip"),
@@ -59,7 +71,8 @@ DEFAULT_SOURCES = {
 #: The box (fractions of width, height) where faces sit in UTKFace's 200x200 crops: the median
 #: detector box over the whole set is (15, 15, 194, 194) pixels.
 UTKFACE_FACE_BOX = (0.075, 0.075, 0.97, 0.97)
-_CODE_FILES = ("rawfiles.py", "landmarks.py", "detect.py", "_face_shape.py", "align.py", "utkface.py", "identities.py", "prepare.py", "utility.py")
+_CODE_FILES = ("rawfiles.py", "landmarks.py", "detect.py", "_face_shape.py", "align.py", "utkface.py", "identities.py",
+               "prepare.py", "prepare_worker.py", "prepare_report.py", "utility.py")
 
 
 class PrepareError(RuntimeError):
@@ -122,17 +135,6 @@ class _Input:
     note: str = ""  # e.g. why a name counts as repaired
 
 
-@dataclass
-class _Tally:
-    skipped: dict = field(default_factory=dict)  # reason -> [(name, message)]
-    paths: dict = field(default_factory=dict)
-    conversions: dict = field(default_factory=dict)
-    several: list = field(default_factory=list)
-
-    def skip(self, reason: str, name: str, message: str) -> None:
-        self.skipped.setdefault(reason, []).append((name, message))
-
-
 # ---------------------------------------------------------------------------- sources
 def default_source(dataset: str, root: str | os.PathLike | None = None) -> Path:
     """The first of ``DEFAULT_SOURCES[dataset]`` present in the data root."""
@@ -170,8 +172,6 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
     """All inputs (usable or not) after the limit, plus listing facts for the report."""
     facts: dict = {}
     if dataset == "utkface":
-        from .utkface import list_utkface
-
         listing = list_utkface(src)
         labels = listing.labels
         if limit:
@@ -182,8 +182,6 @@ def _inputs(dataset: str, src: RawSource, limit: int | None) -> tuple[list[_Inpu
         facts["ignored_files"] = listing.ignored
         facts["not_listed"] = list(src.not_listed)
         return _mark_duplicates(inputs), facts
-    from .identities import list_identity_photos
-
     listing = list_identity_photos(src)
     photos = listing.photos[:limit] if limit else listing.photos
     inputs = [_Input(p.name, (-1, -1, -1, p.identity), p.problem, p.message) for p in photos]
@@ -241,104 +239,6 @@ def _cached(out: Path, fp: str) -> PrepareResult | None:
     return PrepareResult(fs, report, out, cached=True)
 
 
-# ---------------------------------------------------------------------------- per image
-_WORKER: dict = {}
-
-
-def _init_worker(detect: DetectConfig, size: int, max_side: int, min_face: int) -> None:
-    _WORKER.update(lm=default_landmarker(), detect=detect, size=size, max_side=max_side, min_face=min_face)
-
-
-def process_image(landmarker: FaceLandmarker, data: bytes, name: str, detect: DetectConfig,
-                  size: int = ALIGNED_SIZE, max_side: int = 1024, min_face: int = 32) -> dict:
-    """One image file's bytes -> ``{"ok": True, image, mask, landmarks68, path, n_faces, notes}`` or
-    ``{"ok": False, reason, message, notes}``. Never raises for bad input."""
-    notes: list[str] = []
-    try:
-        rgb, notes = decode_image(data, name, max_side)
-    except BadImage as e:
-        return {"ok": False, "reason": e.reason, "message": e.detail, "notes": notes}
-    try:
-        return _face_from_rgb(landmarker, rgb, detect, size, min_face, notes)
-    except (ValueError, RuntimeError, cv2.error, MemoryError) as e:  # degenerate landmarks, dlib/OpenCV refusing
-        return {"ok": False, "reason": "processing_error", "notes": notes,
-                "message": f"detection or alignment failed ({type(e).__name__}: {e})"}
-
-
-def _face_from_rgb(landmarker, rgb, detect, size, min_face, notes) -> dict:
-    search = landmarker.find_face(rgb, detect)
-    if search.face is None:
-        return {"ok": False, "reason": "no_face", "notes": notes,
-                "message": f"no face found (tried {', '.join(search.tried)}); not a face, or too small, turned or hidden"}
-    box_w = search.face.box[2] - search.face.box[0]
-    if box_w < min_face:
-        return {"ok": False, "reason": "face_too_small", "notes": notes,
-                "message": f"the face is only {box_w} px wide (minimum {min_face}); an aligned crop would be mostly blur"}
-    aligned = align_face(rgb, search.face.landmarks68, size)
-    return {"ok": True, "image": aligned.image, "mask": face_mask(aligned.landmarks68, size),
-            "landmarks68": aligned.landmarks68, "path": search.path, "n_faces": search.n_faces, "notes": notes}
-
-
-def _work(item):
-    index, name, data = item
-    if index < 0:  # the reader failed: pass the error through
-        return index, {"ok": False, "reason": "source_error", "message": str(data), "notes": []}
-    if isinstance(data, Exception):
-        from .rawfiles import TooLarge
-
-        if isinstance(data, TooLarge):
-            return index, {"ok": False, "reason": "too_large", "message": str(data), "notes": []}
-        return index, {"ok": False, "reason": "read_error", "message": f"cannot read the file ({data})", "notes": []}
-    w = _WORKER
-    return index, process_image(w["lm"], data, name, w["detect"], w["size"], w["max_side"], w["min_face"])
-
-
-def _read_items(src: RawSource, names: list[str], stop: threading.Event, slots: threading.Semaphore | None) -> Iterator:
-    index = {n: i for i, n in enumerate(names)}
-    try:
-        for name, data in src.read_many(names):
-            if slots is not None:
-                while not slots.acquire(timeout=0.5):
-                    if stop.is_set():
-                        return
-            if stop.is_set():
-                return
-            yield index[name], name, data
-    except SourceError as e:
-        yield -1, "", e
-
-
-def _run_workers(src: RawSource, names: list[str], n_workers: int, detect: DetectConfig, cfg: PrepareConfig,
-                 progress: bool, desc: str) -> Iterator:
-    """Yield ``(index, result)`` for every name, in completion order."""
-    from tqdm.auto import tqdm
-
-    init_args = (detect, cfg.size, cfg.max_side, cfg.min_face)
-    bar = tqdm(total=len(names), desc=desc, unit="img", disable=not progress, smoothing=0.05)
-    stop = threading.Event()
-    try:
-        if n_workers <= 1:
-            _init_worker(*init_args)
-            for item in _read_items(src, names, stop, None):
-                yield _work(item)
-                bar.update(1)
-            return
-        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
-        chunk = 8
-        slots = threading.Semaphore(n_workers * chunk * 8)  # bounds bytes read ahead of the workers
-        with ctx.Pool(n_workers, initializer=_init_worker, initargs=init_args) as pool:
-            try:
-                for res in pool.imap_unordered(_work, _read_items(src, names, stop, slots), chunksize=chunk):
-                    slots.release()
-                    yield res
-                    bar.update(1)
-            finally:
-                stop.set()
-                pool.terminate()
-    finally:
-        bar.close()
-
-
 # ---------------------------------------------------------------------------- main entry
 def prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
             cfg: PrepareConfig | None = None, progress: bool = True, force: bool = False,
@@ -371,6 +271,39 @@ def prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os
                       "and code as when it was made)")
             return hit
     t0 = time.time()
+    inputs, facts = _listed_inputs(dataset, src, cfg, source)
+    tally = Tally()
+    usable = []
+    for inp in inputs:
+        if inp.problem:
+            tally.skip(inp.problem, inp.name, inp.message)
+        else:
+            usable.append(inp)
+    n_workers = max(1, min(cfg.workers or cpu_count(), max(1, len(usable) // 16)))
+    names = [u.name for u in usable]
+    detect = cfg.detect_config(dataset)
+    faces, masks, lms, ok = _collect(run_workers(src, names, n_workers, detect, cfg, progress, dataset), names,
+                                     cfg.size, tally)
+    seconds = time.time() - t0
+    keep = np.flatnonzero(ok)
+    meta = {"dataset": dataset, "source": str(source), "fingerprint": fp, "code_version": code_version(),
+            "detect": detect.as_dict(), "size": cfg.size}
+    if "identity_names" in facts:
+        meta["identity_names"] = facts["identity_names"]
+    report = build_report(dataset, source, out, fp, meta["code_version"], cfg, n_workers, inputs, usable, keep, tally,
+                          facts, seconds)
+    if len(keep) == 0:
+        write_report(out, report)
+        raise PrepareError(f"{source}: none of the {len(inputs)} inputs gave a usable face "
+                           f"(skipped: {report['skipped']}); see {out / REPORT_NAME}")
+    _save(out, _kept_faceset(usable, keep, faces, masks, lms, meta), report)
+    if verbose:
+        print(format_report(report))
+    return PrepareResult(FaceSet.load(out), report, out)
+
+
+def _listed_inputs(dataset: str, src: RawSource, cfg: PrepareConfig, source: Path) -> tuple[list[_Input], dict]:
+    """:func:`_inputs`, with an empty source and a missing detector model as :class:`PrepareError`."""
     try:
         inputs, facts = _inputs(dataset, src, cfg.limit)
     except SourceError as e:
@@ -379,153 +312,57 @@ def prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os
         raise PrepareError(f"{source}: no {'image files' if dataset == 'utkface' else 'photos'} found (empty archive "
                            "or folder?). Check that --source points at the downloaded set.")
     if cfg.detect_config(dataset).centerface:  # missing model: say so now, not once per image
-        from .detect import DetectorModelNotFound, centerface_path
-
         try:
             centerface_path()
         except DetectorModelNotFound as e:
             raise PrepareError(str(e)) from e
-    tally = _Tally()
-    usable = []
-    for inp in inputs:
-        if inp.problem:
-            tally.skip(inp.problem, inp.name, inp.message)
-        else:
-            usable.append(inp)
-    n, s = len(usable), cfg.size
-    faces = np.zeros((n, s, s, 3), np.uint8)
-    masks = np.zeros((n, s, s), np.uint8)
+    return inputs, facts
+
+
+def _collect(results: Generator, names: list[str], size: int, tally: Tally):
+    """The workers' results (:func:`run_workers`) in input order: faces, masks, landmarks and
+    whether each gave a face; skips, detection paths and conversions are counted in ``tally``."""
+    n = len(names)
+    faces = np.zeros((n, size, size, 3), np.uint8)
+    masks = np.zeros((n, size, size), np.uint8)
     lms = np.zeros((n, 68, 2), np.float32)
     ok = np.zeros(n, bool)
-    n_workers = max(1, min(cfg.workers or _cpu_count(), max(1, n // 16)))
-    names = [u.name for u in usable]
-    detect = cfg.detect_config(dataset)
-    for index, r in _run_workers(src, names, n_workers, detect, cfg, progress, dataset):
-        if index < 0:
-            raise PrepareError(r["message"])
-        for note in r["notes"]:
-            tally.conversions[note] = tally.conversions.get(note, 0) + 1
-        if not r["ok"]:
-            tally.skip(r["reason"], names[index], r["message"])
-            continue
-        faces[index], masks[index], lms[index] = r["image"], r["mask"], r["landmarks68"]
-        ok[index] = True
-        tally.paths[r["path"]] = tally.paths.get(r["path"], 0) + 1
-        if r["n_faces"] > 1:
-            tally.several.append(names[index])
-    seconds = time.time() - t0
-    keep = np.flatnonzero(ok)
+    try:
+        for index, r in results:
+            if index < 0:
+                raise PrepareError(r["message"])
+            for note in r["notes"]:
+                tally.conversions[note] = tally.conversions.get(note, 0) + 1
+            if not r["ok"]:
+                tally.skip(r["reason"], names[index], r["message"])
+                continue
+            faces[index], masks[index], lms[index] = r["image"], r["mask"], r["landmarks68"]
+            ok[index] = True
+            tally.paths[r["path"]] = tally.paths.get(r["path"], 0) + 1
+            if r["n_faces"] > 1:
+                tally.several.append(names[index])
+    finally:
+        results.close()  # the workers stop at once, also when a result is an error
+    return faces, masks, lms, ok
+
+
+def _kept_faceset(usable: list[_Input], keep: np.ndarray, faces: np.ndarray, masks: np.ndarray, lms: np.ndarray,
+                  meta: dict) -> FaceSet:
+    """The FaceSet of the inputs that gave a face, with their labels."""
     labels = np.array([usable[i].labels for i in keep], np.int32).reshape(-1, 4)
-    meta = {"dataset": dataset, "source": str(source), "fingerprint": fp, "code_version": code_version(),
-            "detect": detect.as_dict(), "size": s}
-    if "identity_names" in facts:
-        meta["identity_names"] = facts["identity_names"]
-    report = _report(dataset, source, out, fp, cfg, n_workers, inputs, usable, keep, tally, facts, seconds)
-    if len(keep) == 0:
-        _write_report(out, report)
-        raise PrepareError(f"{source}: none of the {len(inputs)} inputs gave a usable face "
-                           f"(skipped: {report['skipped']}); see {out / REPORT_NAME}")
-    fs = FaceSet(faces=faces[keep] if len(keep) < n else faces, masks=masks[keep] if len(keep) < n else masks,
-                 landmarks68=lms[keep], age=labels[:, 0], gender=labels[:, 1], race=labels[:, 2],
-                 identity=labels[:, 3], sources=[usable[i].name for i in keep], meta=meta)
+    every = len(keep) == len(usable)
+    return FaceSet(faces=faces if every else faces[keep], masks=masks if every else masks[keep],
+                   landmarks68=lms[keep], age=labels[:, 0], gender=labels[:, 1], race=labels[:, 2],
+                   identity=labels[:, 3], sources=[usable[i].name for i in keep], meta=meta)
+
+
+def _save(out: Path, fs: FaceSet, report: dict) -> None:
+    """Write the set and its report into ``out``, the old ones made invalid first."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "faceset.json", out / REPORT_NAME):  # invalidate first: a crash leaves no half-valid set
         stale.unlink(missing_ok=True)
     fs.save(out)
-    _write_report(out, report)
-    if verbose:
-        print(format_report(report))
-    return PrepareResult(FaceSet.load(out), report, out)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _names(items: list[tuple[str, str]]) -> list[dict]:
-    return [{"name": n, "message": m} for n, m in items[:REPORT_NAMES_PER_REASON]]
-
-
-def _report(dataset, source, out, fp, cfg, n_workers, inputs, usable, keep, tally, facts, seconds) -> dict:
-    skipped = {k: len(v) for k, v in sorted(tally.skipped.items())}
-    attempted = len(usable) - sum(skipped.get(r, 0) for r in ("empty", "truncated", "corrupt", "too_small",
-                                                               "too_large", "read_error"))
-    found = len(keep) + skipped.get("face_too_small", 0)
-    report = {
-        "dataset": dataset, "source": str(source), "out": str(out), "fingerprint": fp,
-        "code_version": code_version(), "upgan_version": __version__,
-        "options": {k: v for k, v in asdict(cfg).items()}, "detect": cfg.detect_config(dataset).as_dict(),
-        "inputs": len(inputs), "kept": int(len(keep)), "skipped": skipped,
-        "skipped_files": {k: _names(v) for k, v in sorted(tally.skipped.items())},
-        "repaired": [{"name": i.name, "note": i.note} for i in inputs if i.note],
-        "detection_rate": round(found / attempted, 5) if attempted else None,
-        "detection_paths": dict(sorted(tally.paths.items())),
-        "several_faces_kept_largest": {"count": len(tally.several), "names": tally.several[:REPORT_NAMES_PER_REASON]},
-        "conversions": dict(sorted(tally.conversions.items())),
-        "seconds": round(seconds, 2), "images_per_second": round(len(usable) / seconds, 2) if seconds > 0 else None,
-        "workers": n_workers,
-    }
-    if dataset == "identities" and len(keep):
-        ids, counts = np.unique([usable[i].labels[3] for i in keep], return_counts=True)
-        report["identities"] = {"count": int(len(ids)), "photos_min": int(counts.min()),
-                                "photos_median": float(np.median(counts)), "photos_max": int(counts.max()),
-                                "with_one_photo": int(np.sum(counts == 1))}
-        report["layout"] = facts.get("layout")
-        report["identity_file"] = facts.get("identity_file")
-        report["bad_identity_lines"] = facts.get("bad_identity_lines", [])[:REPORT_NAMES_PER_REASON]
-        report["unlisted_files"] = {"count": len(facts.get("unlisted_files", [])),
-                                    "names": facts.get("unlisted_files", [])[:20]}
-    if dataset == "utkface":
-        ign = facts.get("ignored_files", [])
-        report["ignored_files"] = {"count": len(ign), "names": ign[:20]}
-    if facts.get("not_listed"):  # folder sources: paths that are not files that could be read
-        nl = facts["not_listed"]
-        report["not_read_paths"] = {"count": len(nl), "by_reason": {r: sum(1 for _, x in nl if x == r)
-                                                                   for r in sorted({x for _, x in nl})},
-                                    "names": [f"{n} ({r})" for n, r in nl[:REPORT_NAMES_PER_REASON]]}
-    total = report["kept"] + sum(skipped.values())
-    if total != report["inputs"]:  # a bug, never bad input
-        raise AssertionError(f"report does not add up: kept {report['kept']} + skipped {sum(skipped.values())} "
-                             f"!= inputs {report['inputs']}")
-    return report
-
-
-def _write_report(out: Path, report: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{REPORT_NAME}.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / REPORT_NAME)
-
-
-def format_report(report: dict, max_names: int = 8) -> str:
-    """Human-readable summary of a prepare report (what was kept, skipped and why, by name)."""
-    lines = [f"{report['dataset']}: {report['kept']} of {report['inputs']} inputs kept -> {report['out']}"]
-    if report.get("detection_rate") is not None:
-        lines.append(f"  face found on {100 * report['detection_rate']:.2f}% of the decoded images; paths: "
-                     + ", ".join(f"{k} {v}" for k, v in report["detection_paths"].items()))
-    for reason, files in report["skipped_files"].items():
-        lines.append(f"  skipped {report['skipped'][reason]} ({reason}):")
-        for f in files[:max_names]:
-            lines.append(f"    {f['name']}: {f['message']}")
-        if report["skipped"][reason] > max_names:
-            lines.append(f"    ... {report['skipped'][reason] - max_names} more in {REPORT_NAME}")
-    for r in report.get("repaired", []):
-        lines.append(f"  repaired name {r['name']!r}: {r['note']}")
-    sev = report.get("several_faces_kept_largest", {})
-    if sev.get("count"):
-        lines.append(f"  {sev['count']} images held several faces; the largest was kept (e.g. {sev['names'][0]})")
-    if report.get("conversions"):
-        lines.append("  converted: " + ", ".join(f"{k} {v}" for k, v in report["conversions"].items()))
-    if report.get("identities"):
-        i = report["identities"]
-        lines.append(f"  {i['count']} identities, {i['photos_min']}-{i['photos_max']} photos each "
-                     f"(median {i['photos_median']:g})")
-    if report.get("seconds") is not None:
-        lines.append(f"  {report['seconds']:.1f} s, {report['images_per_second']} images/s on {report['workers']} worker(s)")
-    return "\n".join(lines)
+    write_report(out, report)
 
 
 def load_or_prepare(dataset: str, source: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -587,7 +424,3 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m upgan_lib.prepare", description=__doc__.strip().splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,9 @@ transform ``M`` (rotation, uniform scale, shift; 2x3, image -> aligned) fixed by
 landmarks. Swapping it in is the inverse:
 
 1. **mask** - the generator's own mask: channel 0 of ``softmax(mask_logits)`` (probability that
-   a pixel belongs to the face), thresholded at ``mask_threshold`` and eroded by ``erode_px``
-   aligned-frame pixels so that the blend boundary lies inside the face, not on its edge.
+   a pixel belongs to the face, :func:`upgan_lib.generator.face_probability`), thresholded at
+   ``mask_threshold`` and eroded by ``erode_px`` aligned-frame pixels so that the blend boundary
+   lies inside the face, not on its edge.
 2. **warp** - ``M^-1`` maps the face and the mask into the photo. Only the region of interest
    (the mask's bounding box, clamped to the photo) is warped, so a 24-megapixel photo costs no
    more than a 640x480 one. A face smaller than the 128 frame is first area-downsampled, so that
@@ -39,6 +40,7 @@ import cv2
 import numpy as np
 
 from .align import apply_matrix, matrix_scale
+from .config import resolve_preset
 
 BLENDS = ("poisson", "alpha", "paste")
 #: dlib-68 indices of the inner face (brows 17-26, nose 27-35, eyes 36-47, mouth 48-67): the part
@@ -88,8 +90,6 @@ class SwapConfig:
     @classmethod
     def for_preset(cls, name: str = "full", **overrides) -> "SwapConfig":
         """Same settings for both presets (the swap is cheap); overrides are passed through."""
-        from .config import resolve_preset
-
         resolve_preset(name)
         return replace(cls(), **overrides)
 
@@ -106,25 +106,8 @@ class SwapResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# generator outputs
+# the generator's mask
 # ---------------------------------------------------------------------------------------------
-def to_uint8_faces(faces) -> np.ndarray:
-    """Generator faces (N, 3, S, S) in [-1, 1] (tensor or array) -> uint8 (N, S, S, 3)."""
-    x = faces.detach().float().cpu().numpy() if hasattr(faces, "detach") else np.asarray(faces, np.float32)
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected faces of shape (N, 3, S, S), got {x.shape}")
-    return np.clip(np.round((x.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def face_probability(mask_logits) -> np.ndarray:
-    """Mask logits (N, 2, S, S) -> (N, S, S) float32 probability of *face* (softmax channel 0)."""
-    x = mask_logits.detach().float().cpu().numpy() if hasattr(mask_logits, "detach") else np.asarray(mask_logits, np.float32)
-    if x.ndim != 4 or x.shape[1] != 2:
-        raise ValueError(f"expected mask logits of shape (N, 2, S, S), got {x.shape}")
-    # softmax over two channels = sigmoid of the difference, computed stably
-    return (1.0 / (1.0 + np.exp(np.clip(x[:, 1] - x[:, 0], -60, 60)))).astype(np.float32)
-
-
 def blend_mask(prob: np.ndarray, cfg: SwapConfig = SwapConfig()) -> np.ndarray:
     """Face probability (S, S) -> uint8 {0, 1} mask: threshold, erode, keep the largest blob."""
     m = (np.asarray(prob, np.float32) > cfg.mask_threshold).astype(np.uint8)
@@ -223,16 +206,18 @@ def _poisson(src: np.ndarray, dst: np.ndarray, mask: np.ndarray, pad: int) -> np
     return out[pad:-pad, pad:-pad]
 
 
-def swap_face(photo: np.ndarray, face: np.ndarray, prob: np.ndarray, matrix: np.ndarray,
-              cfg: SwapConfig = SwapConfig(), landmarks68: np.ndarray | None = None) -> SwapResult:
-    """Swap a generated face into ``photo`` (not modified; a new image is returned).
+def check_face_size(landmarks68: np.ndarray, min_eye_distance: float) -> None:
+    """Raise :class:`SwapError` ``too_small`` when the eye centres of ``landmarks68`` (image
+    pixels) are closer than ``min_eye_distance``: too small a face to replace meaningfully."""
+    l68 = np.asarray(landmarks68, np.float64)
+    eye_d = float(np.linalg.norm(l68[42:48].mean(0) - l68[36:42].mean(0)))
+    if eye_d < min_eye_distance:
+        raise SwapError("too_small", f"face too small to replace: eyes {eye_d:.1f} px apart "
+                                     f"(minimum {min_eye_distance:g})")
 
-    photo: uint8 (H, W, 3) RGB.  face: uint8 (S, S, 3) generated face in the aligned frame.
-    prob: (S, S) face probability (:func:`face_probability`).  matrix: 2x3 image -> aligned
-    frame similarity (``align.alignment_matrix``).  landmarks68: the photo's landmarks (image
-    pixels); when given, the swap must cover ``cfg.min_coverage`` of the inner face.
-    Raises :class:`SwapError` (with ``.reason``) when the face cannot be replaced.
-    """
+
+def _checked_inputs(photo, face, prob, matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(photo, face, matrix)`` as arrays once their types and shapes are right."""
     photo = np.asarray(photo)
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"photo must be uint8 (H, W, 3) RGB, got {photo.dtype} {photo.shape}")
@@ -245,44 +230,36 @@ def swap_face(photo: np.ndarray, face: np.ndarray, prob: np.ndarray, matrix: np.
     m = np.asarray(matrix, np.float64)
     if m.shape != (2, 3) or not np.all(np.isfinite(m)) or abs(np.linalg.det(m[:, :2])) < 1e-12:
         raise SwapError("bad_alignment", f"alignment matrix is not an invertible 2x3 transform: {m.tolist()}")
-    h, w = photo.shape[:2]
-    inv = cv2.invertAffineTransform(m)  # aligned -> image
-    scale = matrix_scale(inv)
-    if landmarks68 is not None:
-        l = np.asarray(landmarks68, np.float64)
-        eye_d = float(np.linalg.norm(l[42:48].mean(0) - l[36:42].mean(0)))
-        if eye_d < cfg.min_eye_distance_img:
-            raise SwapError("too_small", f"face too small to replace: eyes {eye_d:.1f} px apart "
-                                         f"(minimum {cfg.min_eye_distance_img:g})")
+    return photo, face, m
 
-    mask_a = blend_mask(prob, cfg)
-    if mask_a.sum() == 0:
-        raise SwapError("mask_empty", f"generator mask is empty after threshold {cfg.mask_threshold} "
-                                      f"and erosion {cfg.erode_px} px")
 
-    # region of interest: the mask's bounding box mapped into the photo, clamped
+def _region(mask_a: np.ndarray, inv: np.ndarray, width: int, height: int) -> tuple:
+    """The region of interest: the aligned mask's bounding box mapped into the photo, clamped."""
     ys, xs = np.nonzero(mask_a)
     corners = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
                         [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
     ic = apply_matrix(inv, corners)
-    box = clamp_box((ic[:, 0].min() - 1, ic[:, 1].min() - 1, ic[:, 0].max() + 2, ic[:, 1].max() + 2), w, h)
+    box = clamp_box((ic[:, 0].min() - 1, ic[:, 1].min() - 1, ic[:, 0].max() + 2, ic[:, 1].max() + 2), width, height)
     x0, y0, x1, y1 = box
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise SwapError("outside_image", f"the face region {tuple(int(v) for v in ic.min(0))}-"
-                                         f"{tuple(int(v) for v in ic.max(0))} lies outside the {w}x{h} photo")
+                                         f"{tuple(int(v) for v in ic.max(0))} lies outside the {width}x{height} photo")
+    return box
 
-    # small faces: area-downsample first so the warp does not alias
-    src_face, src_prob, a2i = face, np.asarray(prob, np.float32), inv.copy()
+
+def _warp_into(box, face: np.ndarray, mask_a: np.ndarray, inv: np.ndarray, scale: float):
+    """The generated face and its mask warped into ``box`` of the photo: (uint8 face, bool mask).
+    A face smaller than the aligned frame is area-downsampled first, so the warp does not alias."""
+    size = face.shape[0]
+    src_face, mask_src, a2i = face, mask_a.astype(np.float32), inv.copy()
     if scale < 0.5:
         s2 = max(8, int(round(size * scale * 1.5)))
         r = size / s2  # aligned px per small px
         src_face = cv2.resize(face, (s2, s2), interpolation=cv2.INTER_AREA)
-        src_prob = cv2.resize(src_prob, (s2, s2), interpolation=cv2.INTER_AREA)
+        mask_src = cv2.resize(mask_src, (s2, s2), interpolation=cv2.INTER_AREA)
         # small pixel centre a' maps to aligned (a' + 0.5) * r - 0.5
         a2i = np.concatenate([inv[:, :2] * r, (inv[:, :2] @ np.full(2, 0.5 * r - 0.5) + inv[:, 2])[:, None]], axis=1)
-        mask_src = cv2.resize(mask_a.astype(np.float32), (s2, s2), interpolation=cv2.INTER_AREA)
-    else:
-        mask_src = mask_a.astype(np.float32)
+    x0, y0, x1, y1 = box
     t = a2i.copy()
     t[:, 2] -= (x0, y0)
     rw, rh = x1 - x0, y1 - y0
@@ -290,39 +267,74 @@ def swap_face(photo: np.ndarray, face: np.ndarray, prob: np.ndarray, matrix: np.
     wmask = cv2.warpAffine(mask_src, t, (rw, rh), flags=cv2.INTER_LINEAR, borderValue=0) > 0.5
     if wmask.sum() == 0:
         raise SwapError("outside_image", "no part of the generated face's mask falls inside the photo")
+    return warped, wmask
 
-    coverage = float("nan")
-    if landmarks68 is not None:
-        hull = inner_face_polygon(landmarks68) - np.array([x0, y0], np.float32)
-        need = np.zeros((rh, rw), np.uint8)
-        big = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(big, [np.round(hull + (x0, y0)).astype(np.int32)], 1)
-        cv2.fillPoly(need, [np.round(hull).astype(np.int32)], 1)
-        total = int(big.sum())  # the hull's area inside the photo (it may spill out of the ROI)
-        coverage = float((need.astype(bool) & wmask).sum() / total) if total else 0.0
-        if coverage < cfg.min_coverage:
-            raise SwapError("mask_coverage", f"the generated mask covers {coverage:.0%} of the inner face "
-                                             f"(minimum {cfg.min_coverage:.0%})")
 
-    dst = photo[y0:y1, x0:x1]
-    if cfg.colour_match:
-        warped = _lab_transfer(warped, dst, wmask)
+def _coverage(landmarks68: np.ndarray, box, wmask: np.ndarray, photo_shape, min_coverage: float) -> float:
+    """Fraction of the inner-face hull (its part inside the photo) that ``wmask`` covers; raises
+    :class:`SwapError` ``mask_coverage`` below ``min_coverage``."""
+    x0, y0, x1, y1 = box
+    hull = inner_face_polygon(landmarks68) - np.array([x0, y0], np.float32)
+    need = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    big = np.zeros(photo_shape[:2], np.uint8)
+    cv2.fillPoly(big, [np.round(hull + (x0, y0)).astype(np.int32)], 1)
+    cv2.fillPoly(need, [np.round(hull).astype(np.int32)], 1)
+    total = int(big.sum())  # the hull's area inside the photo (it may spill out of the ROI)
+    coverage = float((need.astype(bool) & wmask).sum() / total) if total else 0.0
+    if coverage < min_coverage:
+        raise SwapError("mask_coverage", f"the generated mask covers {coverage:.0%} of the inner face "
+                                         f"(minimum {min_coverage:.0%})")
+    return coverage
+
+
+def _blend(warped: np.ndarray, dst: np.ndarray, wmask: np.ndarray, cfg: SwapConfig, scale: float) -> np.ndarray:
+    """``warped`` blended into ``dst`` (the photo's region) under ``wmask`` as ``cfg.blend`` says."""
     if cfg.blend == "poisson":
         try:
             blended = _poisson(warped, dst, wmask, cfg.pad_px)
         except cv2.error as e:
             raise SwapError("blend_failed", f"Poisson blending failed: {str(e).strip().splitlines()[-1]}") from e
         # seamlessClone changes only the mask; make that exact (it may touch a 1-px rim)
-        blended = np.where(wmask[..., None], blended, dst)
-    elif cfg.blend == "alpha":
+        return np.where(wmask[..., None], blended, dst)
+    if cfg.blend == "alpha":
         sig = max(0.5, cfg.feather_px * scale)
         a = cv2.GaussianBlur(wmask.astype(np.float32), (0, 0), sig)
         a = np.minimum(a * 2.0, 1.0) * wmask  # feather inwards: stays 0 outside the mask
-        blended = (warped * a[..., None] + dst * (1 - a[..., None])).round().astype(np.uint8)
-    else:
-        blended = np.where(wmask[..., None], warped, dst)
+        return (warped * a[..., None] + dst * (1 - a[..., None])).round().astype(np.uint8)
+    return np.where(wmask[..., None], warped, dst)
+
+
+def swap_face(photo: np.ndarray, face: np.ndarray, prob: np.ndarray, matrix: np.ndarray,
+              cfg: SwapConfig = SwapConfig(), landmarks68: np.ndarray | None = None) -> SwapResult:
+    """Swap a generated face into ``photo`` (not modified; a new image is returned).
+
+    photo: uint8 (H, W, 3) RGB.  face: uint8 (S, S, 3) generated face in the aligned frame.
+    prob: (S, S) face probability (:func:`upgan_lib.generator.face_probability`).  matrix: 2x3
+    image -> aligned frame similarity (``align.alignment_matrix``).  landmarks68: the photo's
+    landmarks (image pixels); when given, the swap must cover ``cfg.min_coverage`` of the inner face.
+    Raises :class:`SwapError` (with ``.reason``) when the face cannot be replaced.
+    """
+    photo, face, m = _checked_inputs(photo, face, prob, matrix)
+    h, w = photo.shape[:2]
+    inv = cv2.invertAffineTransform(m)  # aligned -> image
+    scale = matrix_scale(inv)
+    if landmarks68 is not None:
+        check_face_size(landmarks68, cfg.min_eye_distance_img)
+    mask_a = blend_mask(prob, cfg)
+    if mask_a.sum() == 0:
+        raise SwapError("mask_empty", f"generator mask is empty after threshold {cfg.mask_threshold} "
+                                      f"and erosion {cfg.erode_px} px")
+    box = _region(mask_a, inv, w, h)
+    warped, wmask = _warp_into(box, face, mask_a, inv, scale)
+    coverage = float("nan")
+    if landmarks68 is not None:
+        coverage = _coverage(landmarks68, box, wmask, photo.shape, cfg.min_coverage)
+    x0, y0, x1, y1 = box
+    dst = photo[y0:y1, x0:x1]
+    if cfg.colour_match:
+        warped = _lab_transfer(warped, dst, wmask)
     out = photo.copy()
-    out[y0:y1, x0:x1] = blended
+    out[y0:y1, x0:x1] = _blend(warped, dst, wmask, cfg, scale)
     return SwapResult(image=out, box=box, mask=wmask, coverage=coverage, scale=scale, blend=cfg.blend,
                       info={"warped": warped})
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .align import FIT_WEIGHTS, LOOSE_TEMPLATE_128, canonical_points7, matrix_scale, similarity_fit
+from .align import FIT_WEIGHTS, LOOSE_TEMPLATE_128, align_face, canonical_points7, matrix_scale, similarity_fit
 from .faceset import FaceSet
 
 #: base skin colours (RGB) for UTKFace race codes 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others
@@ -30,6 +30,7 @@ SKIN_TONES = np.array([[232, 196, 170], [110, 72, 50], [225, 190, 150], [170, 12
 HAIR_COLOURS = np.array([[30, 22, 18], [80, 50, 30], [150, 110, 60], [200, 170, 110], [110, 40, 20]], np.float32)
 IRIS_COLOURS = np.array([[60, 40, 25], [70, 110, 160], [80, 120, 70], [40, 30, 20]], np.float32)
 _RENDER_SCALE = 2  # draw at 2x then area-downsample, for anti-aliased edges
+_SHIFT = 4  # fractional bits of the positions cv2 draws with
 #: Mean positions of the 7 utility points in the layout the faces are designed in (a 128 frame with
 #: room for hair and neck); each face is then moved into the canonical frame (:mod:`upgan_lib.align`).
 _DESIGN_POINTS7 = LOOSE_TEMPLATE_128.astype(np.float64)
@@ -172,85 +173,99 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def render_face(ident: Identity, rng: np.random.Generator, size: int = 128, pose: bool = True):
-    """Draw one photo of `ident`. Returns (rgb uint8 (S,S,3), mask uint8 (S,S), landmarks68 float32)."""
-    k = _RENDER_SCALE
-    big = size * k
+    """Draw one photo of `ident`. Returns (rgb uint8 (S,S,3), mask uint8 (S,S), landmarks68 float32).
+
+    The random draws, in order: expression (mouth opening), pose (roll, scale, shift), background,
+    lighting, noise. The face is drawn at ``_RENDER_SCALE`` times the size, then area-downsampled.
+    """
     mouth_open = float(rng.uniform(0, 5)) if rng.random() < 0.4 else 0.0
-    l68 = identity_landmarks(ident, mouth_open, size)
-    outline = face_outline(ident, size)
     if pose:
         m = _similarity(rng.uniform(-8, 8), rng.uniform(0.95, 1.05), rng.uniform(-2.5, 2.5, 2), size)
     else:
         m = _similarity(0.0, 1.0, (0.0, 0.0), size)
     m = (design_to_frame(size) @ np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
-    sc = matrix_scale(m)  # design pixels -> frame pixels, for radii and widths
-    l68 = _apply(m, l68).astype(np.float32)
-    outline = _apply(m, outline)
-    fore = _apply(m, _forehead(ident, size))
+    l68 = _apply(m, identity_landmarks(ident, mouth_open, size)).astype(np.float32)
+    outline = _apply(m, face_outline(ident, size))
+    img = _background(rng, size * _RENDER_SCALE)
+    _draw_head(img, ident, m, outline, _apply(m, _forehead(ident, size)))
+    _draw_features(img, ident, m, l68, mouth_open)
+    img = _develop(img, rng, size)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1, cv2.LINE_8, _SHIFT)
+    return img, mask, l68
 
-    def poly(pts):
-        return np.round(pts * k * 16).astype(np.int32)  # 4 fractional bits
 
+def _poly(pts: np.ndarray) -> np.ndarray:
+    """Frame pixels -> canvas positions with ``_SHIFT`` fractional bits (what cv2 draws with)."""
+    return np.round(pts * _RENDER_SCALE * 16).astype(np.int32)
+
+
+def _background(rng: np.random.Generator, big: int) -> np.ndarray:
+    """A float canvas (big, big, 3): a vertical gradient between two random colours."""
     bg = rng.uniform(40, 220, 3)
     bg2 = np.clip(bg + rng.normal(0, 40, 3), 0, 255)
     ramp = np.linspace(0, 1, big, dtype=np.float32)[:, None, None]
     img = (bg * (1 - ramp) + bg2 * ramp) * np.ones((big, big, 3), np.float32)
-    img = np.ascontiguousarray(img)
-    shift = 4
-    aa = cv2.LINE_AA
+    return np.ascontiguousarray(img)
+
+
+def _draw_head(img: np.ndarray, ident: Identity, m: np.ndarray, outline: np.ndarray, fore: np.ndarray) -> None:
+    """Hair behind the head, neck, face, hair on the forehead, age lines (later ones cover earlier)."""
+    k, aa = _RENDER_SCALE, cv2.LINE_AA
+    sc = matrix_scale(m)  # design pixels -> frame pixels, for radii and widths
     hair = tuple(ident.hair)
     skin = np.array(ident.skin)
-    # hair behind the head
     if ident.hair_style in (1, 2):
         cx, cy = _apply(m, np.array([[64.0, ident.eye_y + (20 if ident.hair_style == 2 else 0)]]))[0]
         axes = (ident.face_w * 1.25 * k * sc, (ident.face_h * (1.05 if ident.hair_style == 2 else 0.7) + 8) * k * sc)
         cv2.ellipse(img, (int(cx * k * 16), int(cy * k * 16)), (int(axes[0] * 16), int(axes[1] * 16)),
-                    0, 180, 360 + (180 if ident.hair_style == 2 else 0), hair, -1, aa, shift)
-    # neck
+                    0, 180, 360 + (180 if ident.hair_style == 2 else 0), hair, -1, aa, _SHIFT)
     neck = _apply(m, np.array([[64 - ident.face_w * 0.45, 100], [64 + ident.face_w * 0.45, 100],
                                [64 + ident.face_w * 0.55, 140], [64 - ident.face_w * 0.55, 140]]))
-    cv2.fillPoly(img, [poly(neck)], tuple(skin * 0.85), aa, shift)
-    # face
-    cv2.fillPoly(img, [poly(outline)], tuple(skin), aa, shift)
-    # hair on top of the forehead
+    cv2.fillPoly(img, [_poly(neck)], tuple(skin * 0.85), aa, _SHIFT)
+    cv2.fillPoly(img, [_poly(outline)], tuple(skin), aa, _SHIFT)
     if ident.hair_style != 3:
         cap = np.concatenate([fore, _apply(m, _arc(64, ident.eye_y, ident.face_w * 1.1,
                                                     ident.eye_y - ident.hair_line + 14, -np.pi, 0.0, 15))])
-        cv2.fillPoly(img, [poly(cap)], hair, aa, shift)
-    # age lines
+        cv2.fillPoly(img, [_poly(cap)], hair, aa, _SHIFT)
     if ident.age > 50:
         for j in range(2 if ident.age > 65 else 1):
             y = 36 + 4 * j
             a = _apply(m, np.array([[54.0, y], [74.0, y]]))
-            cv2.line(img, tuple(poly(a[0])), tuple(poly(a[1])), tuple(skin * 0.75), round(k * sc), aa, shift)
-    # brows
+            cv2.line(img, tuple(_poly(a[0])), tuple(_poly(a[1])), tuple(skin * 0.75), round(k * sc), aa, _SHIFT)
+
+
+def _draw_features(img: np.ndarray, ident: Identity, m: np.ndarray, l68: np.ndarray, mouth_open: float) -> None:
+    """Brows, eyes (white, iris, pupil, outline), nose and mouth along the landmarks."""
+    k, aa = _RENDER_SCALE, cv2.LINE_AA
+    sc = matrix_scale(m)
+    skin = np.array(ident.skin)
     for s in (17, 22):
-        cv2.polylines(img, [poly(l68[s:s + 5])], False, tuple(np.array(hair) * 0.8), round(ident.brow_thick * k * sc), aa, shift)
-    # eyes: white, iris, pupil, outline
+        cv2.polylines(img, [_poly(l68[s:s + 5])], False, tuple(np.array(ident.hair) * 0.8),
+                      round(ident.brow_thick * k * sc), aa, _SHIFT)
     for s in (36, 42):
         eye = l68[s:s + 6]
-        cv2.fillPoly(img, [poly(eye)], (245, 245, 240), aa, shift)
+        cv2.fillPoly(img, [_poly(eye)], (245, 245, 240), aa, _SHIFT)
         c = eye.mean(axis=0)
         r = max(1.5, ident.eye_h * 0.45) * sc
-        cv2.circle(img, tuple(poly(c)), int(r * k * 16), ident.iris, -1, aa, shift)
-        cv2.circle(img, tuple(poly(c)), int(r * 0.45 * k * 16), (10, 10, 10), -1, aa, shift)
-        cv2.polylines(img, [poly(eye)], True, (40, 30, 30), round(k * sc), aa, shift)
-    # nose
-    cv2.polylines(img, [poly(l68[27:31])], False, tuple(skin * 0.7), round(k * sc), aa, shift)
-    cv2.polylines(img, [poly(l68[31:36])], False, tuple(skin * 0.6), round(k * sc), aa, shift)
-    # mouth
+        cv2.circle(img, tuple(_poly(c)), int(r * k * 16), ident.iris, -1, aa, _SHIFT)
+        cv2.circle(img, tuple(_poly(c)), int(r * 0.45 * k * 16), (10, 10, 10), -1, aa, _SHIFT)
+        cv2.polylines(img, [_poly(eye)], True, (40, 30, 30), round(k * sc), aa, _SHIFT)
+    cv2.polylines(img, [_poly(l68[27:31])], False, tuple(skin * 0.7), round(k * sc), aa, _SHIFT)
+    cv2.polylines(img, [_poly(l68[31:36])], False, tuple(skin * 0.6), round(k * sc), aa, _SHIFT)
     lip = (170, 70, 80) if ident.gender == 1 else tuple(skin * np.array([0.85, 0.6, 0.6]))
-    cv2.fillPoly(img, [poly(l68[48:60])], lip, aa, shift)
+    cv2.fillPoly(img, [_poly(l68[48:60])], lip, aa, _SHIFT)
     if mouth_open > 0:
-        cv2.fillPoly(img, [poly(l68[60:68])], (50, 20, 25), aa, shift)
-    # lighting, downsample, noise
+        cv2.fillPoly(img, [_poly(l68[60:68])], (50, 20, 25), aa, _SHIFT)
+
+
+def _develop(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Lighting (a brightness and a left-right gradient), area-downsampling to ``size``, sensor noise."""
+    big = img.shape[0]
     light = rng.uniform(0.8, 1.15) * (1 + rng.uniform(-0.15, 0.15) * np.linspace(-1, 1, big, dtype=np.float32))[None, :, None]
     img = np.clip(img * light, 0, 255)
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    img = np.clip(img + rng.normal(0, 3.0, img.shape), 0, 255).astype(np.uint8)
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 1, cv2.LINE_8, shift)
-    return img, mask, l68
+    return np.clip(img + rng.normal(0, 3.0, img.shape), 0, 255).astype(np.uint8)
 
 
 def make_synthfaces(n_identities: int = 16, photos_per_identity: int = 8, seed: int = 0,
@@ -285,8 +300,6 @@ def make_synthfaces(n_identities: int = 16, photos_per_identity: int = 8, seed: 
 def crops_like_utkface(n: int = 8, seed: int = 0, size: int = 200) -> tuple[list[np.ndarray], np.ndarray]:
     """``n`` SynthFaces cut the way UTKFace cuts its "aligned & cropped" faces (each face in the
     canonical frame at ``size`` px): (list of uint8 (size, size, 3) images, landmarks68 (n, 68, 2) in them)."""
-    from .align import align_face
-
     fs = make_synthfaces(n, 1, seed=seed)
     out = [align_face(np.ascontiguousarray(f), p, size) for f, p in zip(fs.faces, fs.landmarks68)]
     return [a.image for a in out], np.stack([a.landmarks68 for a in out])

@@ -132,7 +132,7 @@ def render_utility(generate, utility: np.ndarray, show_points: bool = True, size
 
 def _run(generate, utility: np.ndarray):
     if hasattr(generate, "parameters") and hasattr(generate, "forward"):
-        from .obscure import GeneratorFaces
+        from .face_sources import GeneratorFaces
 
         dev = next(generate.parameters()).device
         generate = GeneratorFaces(generate, dev)

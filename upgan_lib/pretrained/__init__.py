@@ -19,6 +19,19 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from .. import train
+from ..align import canonical_points7
+from ..attributes import load_attribute_estimator
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..run_folder import GENERATOR_NAME, export_generator, generate, load_generator
+from ..synthfaces import make_synthfaces
+from ..train_config import SMOKE_RUN
+from ..utility import encode_utility
+from ..viz import tile_rows, to_uint8_images
+
 HERE = Path(__file__).resolve().parent
 GENERATOR_FILE = HERE / "generator.safetensors"
 ATTRIBUTES_FILE = HERE / "attributes.safetensors"
@@ -51,15 +64,11 @@ def attributes_path() -> Path:
 
 def generator(map_location="cpu"):
     """The shipped UP-GAN generator (float32, eval mode): utility (N, 17) -> 128 px faces and mask logits."""
-    from .. import train
-
-    return train.load_generator(generator_path(), map_location=map_location)
+    return load_generator(generator_path(), map_location=map_location)
 
 
 def attribute_estimator(map_location="cpu"):
     """The shipped attribute estimator (eval mode): aligned faces -> age, gender, race."""
-    from ..attributes import load_attribute_estimator
-
     return load_attribute_estimator(attributes_path(), map_location=map_location)
 
 
@@ -85,11 +94,6 @@ def card_fingerprints(card: str | None = None) -> dict[str, str]:
 def export(run_dir, estimator_path, out_dir=HERE) -> dict[str, str]:
     """Write a training run's generator and an attribute estimator as the shipped bf16 files in
     ``out_dir``; returns their fingerprints (paste them into the model card)."""
-    import torch
-
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..train import export_generator
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export_generator(run_dir, out / GENERATOR_FILE.name)
@@ -108,21 +112,17 @@ COURSE_RUN = Path("course") / "07_training" / "runs" / "adv+l2+mask+perceptual"
 
 def course_generator(cache_dir, checkpoint=None, preset: str = "smoke", device="cpu", out_dir=None, seed: int = 0,
                      progress: bool = False, say=print) -> Path:
-    """The generator a later chapter uses, as a path ``train.load_generator`` reads, first found of:
+    """The generator a later chapter uses, as a path ``run_folder.load_generator`` reads, first found of:
 
     1. ``checkpoint`` (a run folder or generator file the student names);
     2. chapter 07's main run in the cache (``<cache>/course/07_training/runs/adv+l2+mask+perceptual``);
-    3. on the smoke preset, a tiny run trained here with ``train.py`` into ``out_dir`` (default
-       ``<cache>/course/smoke_generator``, shared by the chapters; 4 steps on 32 SynthFaces: seconds
-       on a CPU, and it will not draw faces yet: chapters show the shipped model beside it);
+    3. on the smoke preset, the smoke run (``train_config.SMOKE_RUN``: 4 steps on 32 SynthFaces, seconds
+       on a CPU, and it will not draw faces yet: chapters show the shipped model beside it) trained
+       here into ``out_dir`` (default ``<cache>/course/smoke_generator``, shared by the chapters);
     4. on any other preset, the model shipped with the course (:func:`generator_path`).
 
     ``say`` is told which one it is.
     """
-    from dataclasses import replace
-
-    from ..train import GENERATOR_NAME, TrainConfig, train
-
     if checkpoint:
         p = Path(checkpoint)
         if not p.exists():
@@ -137,11 +137,8 @@ def course_generator(cache_dir, checkpoint=None, preset: str = "smoke", device="
     if preset == "smoke":
         tiny = Path(out_dir) if out_dir else Path(cache_dir) / "course" / "smoke_generator"
         if not (tiny / GENERATOR_NAME).exists():
-            from ..synthfaces import make_synthfaces
-
-            cfg = replace(TrainConfig.for_preset("smoke"), epochs=1, batch_size=8, losses=("adv", "l2", "mask"),
-                          checkpoint_every=4, log_every=1, samples=4, seed=seed, train_identifier=False)
-            train(cfg, make_synthfaces(4, 8, seed=seed), tiny, resume=True, progress=progress, device=device)
+            data = make_synthfaces(SMOKE_RUN.identities, SMOKE_RUN.photos, seed=seed)
+            train.train(SMOKE_RUN.config(seed), data, tiny, resume=True, progress=progress, device=device)
         say(f"generator: a few-step smoke run on SynthFaces ({tiny}); chapter 07 was not run")
         return tiny
     say(f"generator: the model shipped with the course ({generator_path()}), because chapter 07 has not been "
@@ -153,11 +150,6 @@ def course_generator(cache_dir, checkpoint=None, preset: str = "smoke", device="
 def attribute_grid_utility(ages=(8, 25, 45, 70), races=(0, 1, 2, 3, 4), genders=(0, 1), turn: float = 0.0):
     """Utility vectors for a grid of people: every (gender, age, race), the 7 landmarks at the
     canonical template turned by ``turn`` degrees. Returns (utility (N, 17) float32, labels)."""
-    import numpy as np
-
-    from ..align import canonical_points7
-    from ..utility import encode_utility
-
     t = canonical_points7()
     a = np.deg2rad(turn)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
@@ -172,9 +164,6 @@ def attribute_grid_utility(ages=(8, 25, 45, 70), races=(0, 1, 2, 3, 4), genders=
 def sample_sheet(model=None, pad: int = 2):
     """One picture of generated faces only (no photograph): rows male / female at ages 8, 25, 45
     and 70, columns the five UTKFace race labels; ``model`` defaults to the shipped generator."""
-    from ..train import generate, tile_rows
-    from ..viz import to_uint8_images
-
     G = model if model is not None else generator()
     util, _ = attribute_grid_utility()
     faces, _ = generate(G, util)

@@ -1,0 +1,85 @@
+"""What `upgan obscure` is asked to do (:class:`ObscureConfig`) and the error it stops with
+(:class:`ObscureError`). The obscurer itself is :mod:`upgan_lib.obscure`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .config import resolve_preset
+from .swap import SwapConfig
+
+METHODS = ("upgan", "blur", "pixelate", "ksame", "gray")
+#: the steps ``verify_identity`` may take for a replaced face that is still the same person
+IDENTITY_RETRIES = ("alpha", "age")
+
+
+class ObscureError(RuntimeError):
+    """`upgan obscure` cannot start or cannot handle a file; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ObscureConfig:
+    """Knobs of `upgan obscure`.
+
+    method: upgan | blur | pixelate | ksame | gray.
+    detect_max_side: detection runs on a copy whose long side is at most this many pixels
+        (landmarks are then fitted at full resolution); dlib's HOG finds faces from ~80 px in
+        that copy (photos smaller than 640 px are upsampled, see
+        :class:`~upgan_lib.finders.DlibFinder`), i.e. faces at least ~6 % of the photo's long
+        side. Raise it for crowds in large photos.
+    max_landmark_error: landmarks are implausible (face greyed) when the 7 utility points,
+        aligned, lie on average further than this x the canonical eye distance (54.6 px) from the
+        template - dlib always returns 68 points, even on a hand or a blur.
+    strength: the paper's Gaussian kernel size (sigma as OpenCV derives it,
+        ``baselines.opencv_sigma``) or pixelation block, in aligned 128-frame pixels (paper: 5,
+        15, 25); scaled by each face's size in the photo, so a face gets the same obscuration
+        whatever its resolution.
+    grey_value, grey_margin: the fail-closed fill: flat grey over the face box grown by margin.
+    ksame_k: faces averaged by k-same.
+    detectors: ("hog", "centerface") (default: every face either finds is obscured), or one of
+        them; CenterFace searches every photo at full resolution in tiles and a pyramid
+        (:mod:`upgan_lib.detect`), HOG on the ``detect_max_side`` copy.
+    search_rotations: when no face is found upright, search the photo turned by 90, 270 and 180
+        degrees (after EXIF orientation) and obscure what is found there.
+    verify_identity: after a face is replaced (or blurred, pixelated), compare it with the
+        original with dlib's face recogniser (distance < 0.6: the same person). A replaced face
+        that is still the same person is replaced more strongly, step by step (see
+        ``identity_retries``); a face still the same person after the last step, and a blurred or
+        pixelated one, is greyed (reason ``identity_kept``). About 0.1 s per face on one CPU
+        thread; off here so that the paper's pipeline is what the chapters show, on in
+        ``upgan obscure`` (``--no-verify-identity`` turns it off).
+    identity_retries: the steps tried, in order, for a replaced face that is still the same
+        person: ``"alpha"`` - the same generated face, feathered in (``SwapConfig(blend="alpha")``)
+        instead of Poisson-blended, so it replaces the face under the mask instead of lending it
+        only its gradients (the photo's shading, which carries identity, goes); ``"age"`` - a face
+        generated with the estimated age moved ``retry_age_shift`` years towards 45, feathered in
+        (the one piece of utility given up, and the report says so).
+    """
+
+    method: str = "upgan"
+    detect_max_side: int = 1280
+    detectors: tuple = ("hog", "centerface")
+    search_rotations: bool = True
+    verify_identity: bool = False
+    identity_retries: tuple = ("alpha", "age")
+    retry_age_shift: float = 20.0
+    max_landmark_error: float = 0.35
+    strength: int = 25
+    grey_value: int = 128
+    grey_margin: float = 0.15
+    ksame_k: int = 10
+    swap: SwapConfig = field(default_factory=SwapConfig)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.detect_max_side < 64:
+            raise ValueError(f"detect_max_side must be at least 64, got {self.detect_max_side}")
+        unknown = [r for r in self.identity_retries if r not in IDENTITY_RETRIES]
+        if unknown:
+            raise ValueError(f"unknown identity retry {unknown[0]!r}: use any of {', '.join(IDENTITY_RETRIES)}")
+
+    @classmethod
+    def for_preset(cls, name: str = "full", **overrides) -> "ObscureConfig":
+        """Same settings for both presets (nothing here is expensive); overrides pass through."""
+        resolve_preset(name)
+        return replace(cls(), **overrides)
