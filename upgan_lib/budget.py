@@ -17,6 +17,7 @@ Treat the result as the order of magnitude (x0.5 .. x2), enough to decide betwee
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 #: Dense fp16/bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (substring of the
@@ -219,8 +220,6 @@ def print_prepare_estimate(sources: dict, limit: int | None = None, workers: int
     """Print the expected preparation time of each source (``{"utkface": path, "identities": path}``)
     on ``workers`` processes (None: all CPUs); returns the total seconds. Sets already prepared in
     the cache load in seconds instead."""
-    import os
-
     from .rawfiles import RawSource, is_image_name
 
     workers = workers or os.cpu_count() or 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +122,6 @@ class WidthScaledConfig:
     @classmethod
     def for_preset(cls, name: str, **overrides):
         """``full``: the paper-sized network; ``smoke``: the same layout, widths x ``SMOKE_WIDTH``."""
-        from dataclasses import replace
-
         if name == "full":
             cfg = cls()
         elif name == "smoke":
@@ -136,8 +135,6 @@ class WidthScaledConfig:
         return max(self.min_channels, int(round(n * self.width)))
 
     def as_dict(self) -> dict:
-        from dataclasses import fields
-
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["channels"] = list(self.channels)
         return d

@@ -7,8 +7,12 @@ failure with the notebook's name and the failing cell.
 from __future__ import annotations
 
 import argparse
+import html as _h
 import os
+import re
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +71,6 @@ class NotebookContext:
 def notebook_setup(preset: str = "auto", device: str = "auto", seed: int = 0, data_root=None, cache_dir=None,
                    name: str = "notebook", verbose: bool = True) -> NotebookContext:
     """Resolve a notebook's parameters cell into a context and seed everything."""
-    import warnings
-
     import torch
 
     # face_recognition_models imports pkg_resources, which warns about its own deprecation
@@ -146,8 +148,6 @@ def kernel_manager_class():
 
     if os.name != "posix":
         return AsyncKernelManager
-    import tempfile
-
     folder = tempfile.mkdtemp(prefix="upgan-kernels-")  # one per run; the kernels remove their sockets
 
     class IPCKernelManager(AsyncKernelManager):
@@ -182,9 +182,6 @@ def finish_progress_bars(nb) -> int:
             kids = box.get("children") or []
             if len(kids) != 3:
                 continue
-            import html as _h
-            import re
-
             text = " ".join(_h.unescape(re.sub(r"<[^>]+>", "", html(k))) for k in (kids[0], kids[2])).strip()
             if text:
                 out["data"]["text/plain"] = text
