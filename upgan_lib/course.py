@@ -7,6 +7,7 @@ failure with the notebook's name and the failing cell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html as _h
 import os
 import re
@@ -192,7 +193,6 @@ def finish_progress_bars(nb) -> int:
 def run_course(preset: str = "auto", out_dir=None, notebooks=None, only: list[str] | None = None,
                parameters: dict | None = None, progress: bool = True, timeout: int | None = None) -> list[dict]:
     """Execute the notebooks in order; returns one record per notebook (name, seconds, output path)."""
-    import nbformat
     import papermill as pm
     from tqdm.auto import tqdm
 
@@ -207,28 +207,55 @@ def run_course(preset: str = "auto", out_dir=None, notebooks=None, only: list[st
     params = {"PRESET": preset, **(parameters or {})}
     records = []
     bar = tqdm(nbs, desc=f"course ({preset})", unit="notebook", disable=not progress)
-    for nb in bar:
-        bar.set_postfix_str(nb.name)
-        out = out_dir / nb.name
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False,
-                                kernel_name="python3", execution_timeout=timeout,
-                                kernel_manager_class=kernel_manager_class())
-        except pm.PapermillExecutionError as e:
-            if e.ename in INSTRUCTION_ERRORS:
-                raise CourseError(f"{nb.name} stopped: {e.evalue}\n(the executed notebook is at {out})") from e
-            raise CourseError(
-                f"{nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
-                f"the executed notebook with the traceback is at {out}"
-            ) from e
-        finally:
-            if out.exists():
-                book = nbformat.read(out, as_version=4)
-                if finish_progress_bars(book):
-                    nbformat.write(book, out)
-        records.append({"notebook": nb.name, "seconds": round(time.perf_counter() - t0, 1), "output": str(out)})
+    with inline_figures():
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            records.append(_run_one(pm, nb, out_dir / nb.name, params, timeout))
     return records
+
+
+#: the backend IPython uses for figures in a notebook
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def inline_figures():
+    """Kernels started inside show their figures in the notebook: ``MPLBACKEND`` set to a
+    non-interactive backend (``Agg``, as CI and test runs set it for the parent process) is
+    inherited by a kernel and would keep every figure out of the executed notebooks."""
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
+
+
+def _run_one(pm, nb: Path, out: Path, params: dict, timeout: int | None) -> dict:
+    """Execute one notebook into ``out``; its record (name, seconds, output path)."""
+    import nbformat
+
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False,
+                            kernel_name="python3", execution_timeout=timeout,
+                            kernel_manager_class=kernel_manager_class())
+    except pm.PapermillExecutionError as e:
+        if e.ename in INSTRUCTION_ERRORS:
+            raise CourseError(f"{nb.name} stopped: {e.evalue}\n(the executed notebook is at {out})") from e
+        raise CourseError(
+            f"{nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): {e.ename}: {e.evalue}\n"
+            f"the executed notebook with the traceback is at {out}"
+        ) from e
+    finally:
+        if out.exists():
+            book = nbformat.read(out, as_version=4)
+            if finish_progress_bars(book):
+                nbformat.write(book, out)
+    return {"notebook": nb.name, "seconds": round(time.perf_counter() - t0, 1), "output": str(out)}
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -438,21 +438,30 @@ class Obscurer:
         for i, f in enumerate(photo.found):
             if photo.reports[i].get("action") in (None, "greyed", "none"):
                 continue
+            changed = self._recogniser.SAME_PERSON + self.cfg.identity_margin
             try:
                 before = self._recogniser.descriptor(photo.rgb, f.box)
                 d = self._identity_distance(photo, i, before)
-                for step in (self.cfg.identity_retries if i in photo.swapped else ()):
-                    if d >= self._recogniser.SAME_PERSON:
+                for step in self._retry_steps(i in photo.swapped):
+                    if d >= changed:
                         break
                     d = self._retry(photo, i, step, before, d)
             except Exception as e:  # noqa: BLE001 - cannot check: fail closed
                 self._keep_out(photo, i, 0.0, f"identity check failed ({type(e).__name__}: {e})")
                 continue
-            if d < self._recogniser.SAME_PERSON:
-                self._keep_out(photo, i, d, f"still the same person to dlib's recogniser after "
-                                            f"{photo.reports[i]['action']} (distance {d:.2f} < "
-                                            f"{self._recogniser.SAME_PERSON})")
+            if d < changed:
+                self._keep_out(photo, i, d, f"not clearly another person to dlib's recogniser after "
+                                            f"{photo.reports[i]['action']} (distance {d:.2f} < {changed:.2f})")
         photo.stages["verify"] = time.perf_counter() - t1
+
+    def _retry_steps(self, replaced: bool) -> list:
+        """``identity_retries`` spelt out: "alpha", then ("age", shift) for each age shift."""
+        if not replaced:
+            return []
+        steps = []
+        for step in self.cfg.identity_retries:
+            steps += [("age", s) for s in self.cfg.retry_age_shifts] if step == "age" else [(step, 0.0)]
+        return steps
 
     def _identity_distance(self, photo: _Photo, i: int, before: np.ndarray) -> float:
         """dlib descriptor distance between face ``i`` as it was and as it is now; reported."""
@@ -460,17 +469,17 @@ class Obscurer:
         photo.reports[i]["identity_distance"] = round(d, 3)
         return d
 
-    def _retry(self, photo: _Photo, i: int, step: str, before: np.ndarray, d: float) -> float:
-        """Replace face ``i`` again, more strongly (``step``: "alpha" or "age", see
+    def _retry(self, photo: _Photo, i: int, step: tuple, before: np.ndarray, d: float) -> float:
+        """Replace face ``i`` again, more strongly (``step``: ("alpha", 0) or ("age", years), see
         :class:`ObscureConfig`), over what is there now; returns the new identity distance."""
-        al, face, prob, util = photo.swapped[i]
+        (kind, years), (al, face, prob, util) = step, photo.swapped[i]
         tried = photo.reports[i].setdefault("identity_attempts", [])
         tried.append({"blend": photo.reports[i].get("blend", self.cfg.swap.blend), "distance": round(d, 3)})
-        if step == "age":
+        if kind == "age":
             if self.cfg.method != "upgan":
                 return d  # k-same averages faces: no attribute to move
             age = float(util[0]) * AGE_SCALE
-            shift = self.cfg.retry_age_shift if age < 45 else -self.cfg.retry_age_shift
+            shift = years if age < 45 else -min(years, age)
             util = util.copy()
             util[0] = (age + shift) / AGE_SCALE
             faces, probs = self.faces(util[None], al.image[None])

@@ -41,18 +41,20 @@ class ObscureConfig:
     search_rotations: when no face is found upright, search the photo turned by 90, 270 and 180
         degrees (after EXIF orientation) and obscure what is found there.
     verify_identity: after a face is replaced (or blurred, pixelated), compare it with the
-        original with dlib's face recogniser (distance < 0.6: the same person). A replaced face
-        that is still the same person is replaced more strongly, step by step (see
-        ``identity_retries``); a face still the same person after the last step, and a blurred or
-        pixelated one, is greyed (reason ``identity_kept``). About 0.1 s per face on one CPU
+        original with dlib's face recogniser (distance < 0.6: dlib's rule for the same person). A
+        face counts as changed only at ``0.6 + identity_margin``: another reader of the photo puts
+        its box a few pixels elsewhere, and distances just above 0.6 then fall below it. A
+        replaced face that has not changed is replaced more strongly, step by step (see
+        ``identity_retries``); a face unchanged after the last step, and a blurred or pixelated
+        one, is greyed (reason ``identity_kept``). About 0.1 s per face on one CPU
         thread; off here so that the paper's pipeline is what the chapters show, on in
         ``upgan obscure`` (``--no-verify-identity`` turns it off).
     identity_retries: the steps tried, in order, for a replaced face that is still the same
         person: ``"alpha"`` - the same generated face, feathered in (``SwapConfig(blend="alpha")``)
         instead of Poisson-blended, so it replaces the face under the mask instead of lending it
         only its gradients (the photo's shading, which carries identity, goes); ``"age"`` - a face
-        generated with the estimated age moved ``retry_age_shift`` years towards 45, feathered in
-        (the one piece of utility given up, and the report says so).
+        generated with the estimated age moved by each of ``retry_age_shifts`` years in turn
+        (towards 45), feathered in: the one piece of utility given up, and the report says so.
     """
 
     method: str = "upgan"
@@ -61,7 +63,8 @@ class ObscureConfig:
     search_rotations: bool = True
     verify_identity: bool = False
     identity_retries: tuple = ("alpha", "age")
-    retry_age_shift: float = 20.0
+    identity_margin: float = 0.05
+    retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
     grey_value: int = 128
