@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not search a photo turned by 90/180/270 degrees when no face is found upright")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="check every obscured face with dlib's recogniser (~0.1 s/face): a replaced face that is "
-                        "not clearly another person (distance < 0.65) is replaced more strongly (feathered in, then "
+                        "not clearly another person (distance < 0.63) is replaced more strongly (feathered in, then "
                         "with its age moved 20, then 35 years), and greyed if it still is; a blurred/pixelated "
                         "one is greyed (default: on)")
     p.add_argument("--strict", action="store_true",

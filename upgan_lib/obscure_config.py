@@ -63,7 +63,7 @@ class ObscureConfig:
     search_rotations: bool = True
     verify_identity: bool = False
     identity_retries: tuple = ("alpha", "age")
-    identity_margin: float = 0.05
+    identity_margin: float = 0.03
     retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
