@@ -342,6 +342,29 @@ def test_verify_identity_replaces_more_strongly_before_it_greys():
     assert obs.obscure(_photo(5)).faces[0]["reason"] == "identity_kept"
 
 
+def test_folder_summary_counts_faces_replaced_more_strongly(tmp_path):
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_photo(5)).save(tmp_path / "in" / name)
+    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))
+    obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
+    looks = iter([0.0, 0.9, 0.0, 0.3, 0.8])  # a.png: original, changed at once; b.png: original, feathered in
+
+    class PerPhoto:
+        SAME_PERSON = 0.6
+
+        def descriptor(self, rgb, box):
+            v = np.zeros(128, np.float32)
+            v[0] = next(looks)
+            return v
+
+    obs._recogniser = PerPhoto()
+    s = obscure_path(tmp_path / "in", tmp_path / "out", obs)["summary"]
+    assert s["replaced"] == 2 and s["replaced_more_strongly"] == 1
+
+
 def test_verify_identity_greys_a_face_that_is_still_the_same_person():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
