@@ -193,7 +193,6 @@ def finish_progress_bars(nb) -> int:
 def run_course(preset: str = "auto", out_dir=None, notebooks=None, only: list[str] | None = None,
                parameters: dict | None = None, progress: bool = True, timeout: int | None = None) -> list[dict]:
     """Execute the notebooks in order; returns one record per notebook (name, seconds, output path)."""
-    import papermill as pm
     from tqdm.auto import tqdm
 
     preset = resolve_preset(preset)
@@ -210,7 +209,7 @@ def run_course(preset: str = "auto", out_dir=None, notebooks=None, only: list[st
     with inline_figures():
         for nb in bar:
             bar.set_postfix_str(nb.name)
-            records.append(_run_one(pm, nb, out_dir / nb.name, params, timeout))
+            records.append(_run_one(nb, out_dir / nb.name, params, timeout))
     return records
 
 
@@ -234,9 +233,10 @@ def inline_figures():
             os.environ["MPLBACKEND"] = before
 
 
-def _run_one(pm, nb: Path, out: Path, params: dict, timeout: int | None) -> dict:
+def _run_one(nb: Path, out: Path, params: dict, timeout: int | None) -> dict:
     """Execute one notebook into ``out``; its record (name, seconds, output path)."""
     import nbformat
+    import papermill as pm
 
     t0 = time.perf_counter()
     try:
