@@ -6,7 +6,8 @@ as far as possible; ``--photos 0``: all 3,789) and for the constructed cases of
 ``upgan_lib.leak`` (rotations, small-face group photos, a 6000x4000 photo, sunglasses; built from
 ``--constructed`` further photos at run time, never stored), prints how many of the faces the judge
 finds are left unchanged in the output and how many are still the same person to dlib's recogniser
-(distance < 0.6); see ``upgan_lib/leak.py`` for the exact rules.
+(distance < 0.6), and how many of those are matches on a box left all flat grey (dlib's recogniser
+reads a blank square as close to some faces); see ``upgan_lib/leak.py`` for the exact rules.
 
 The obscurer is `upgan obscure`'s default: the generator and attribute estimator shipped with the
 course (``--checkpoint RUN`` for another), both detectors, and ``--verify-identity`` (a replaced
@@ -19,6 +20,13 @@ pixelate, gray. The dlib CNN judge takes ~1-3 s per photo on one CPU thread (``-
   python benchmarks/leak_rate.py --photos 150 --constructed 20 --out leak.json
   python benchmarks/leak_rate.py --photos 0 --constructed 0      # every identity photo (hours)
   python benchmarks/leak_rate.py --photos 0 --constructed 0 --judge-upsample 0 --max-minutes 60
+
+Every identity photo on two cores: two runs, each a shard (photo k goes to shard k mod N, so
+shards stopped early still cover the photos evenly), then their records merged:
+
+  python benchmarks/leak_rate.py --photos 0 --constructed 0 --shard 0/2 --out a.json &
+  python benchmarks/leak_rate.py --photos 0 --constructed 0 --shard 1/2 --out b.json
+  python benchmarks/leak_rate.py --merge a.json b.json
 """
 from __future__ import annotations
 
@@ -45,6 +53,35 @@ def make_obscurer(args):
     return ob.Obscurer.from_paths(cfg, checkpoint=checkpoint), f"generator {args.checkpoint}"
 
 
+def print_summary(label: str, s: dict, identity: bool = True) -> None:
+    print(f"{label}: {s['photos']} photos, {s['judge_faces']} judge faces: {s['left_unchanged']} left unchanged "
+          f"({100 * s['left_unchanged_rate']:.2f} %), "
+          + ("" if not identity else f"{s['same_person']} still the same person ({100 * s['same_person_rate']:.2f} %; "
+             f"{s['same_person_on_grey']} of them on a box that is all grey, "
+             f"{100 * s['same_person_rate_not_grey']:.2f} % without those), ")
+          + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
+
+
+def merge(paths: list) -> int:
+    """Print the combined counts of several runs' ``--out`` files (e.g. the shards of one run)."""
+    from upgan_lib.leak import LeakResult
+
+    runs = [json.loads(Path(f).read_text()) for f in paths]
+    print(f"{runs[0]['obscurer']}; detectors {runs[0]['detectors']}; judge {runs[0]['judge']}; "
+          f"shards {', '.join(r.get('shard', '0/1') for r in runs)}")
+    for label in ("identity photos", "constructed cases"):
+        parts = [r[label] for r in runs if label in r]
+        if not parts:
+            continue
+        total = LeakResult(photos=sum(p["photos"] for p in parts), faces=sum(p["judge_faces"] for p in parts),
+                           unchanged=sum(p["left_unchanged"] for p in parts),
+                           same_person=sum(p["same_person"] for p in parts),
+                           same_person_on_grey=sum(p.get("same_person_on_grey", 0) for p in parts),
+                           photos_without_faces=sum(p["photos_reported_without_faces"] for p in parts))
+        print_summary(label, total.summary())
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", help="identity archive (default $UPGAN_DATA/celeba-identities.tar.gz)")
@@ -63,7 +100,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the per-face records here (JSON)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="check only identity photos k with k mod N = I")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the combined results of runs' --out files")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge)
+    shard, shards = (int(v) for v in args.shard.split("/"))
 
     import cv2
     import torch
@@ -86,6 +128,7 @@ def main(argv=None) -> int:
     n = n_all if args.photos == 0 else min(args.photos + args.constructed, n_all)
     photos = [(name, rgb) for name, _, rgb in sample_identity_photos(src, n, seed=args.seed)]
     as_is, for_cases = (photos, []) if args.photos == 0 else (photos[:args.photos], photos[args.photos:])
+    as_is = as_is[shard::shards]
     judge = Judge(args.judge_upsample)
     rec = None if args.no_identity else FaceRecogniser()
     obscurer, note = make_obscurer(args)
@@ -98,7 +141,8 @@ def main(argv=None) -> int:
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
     note += "; --verify-identity" if args.verify_identity else "; --no-verify-identity"
-    out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}"}
+    out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}",
+           "shard": args.shard}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
     parts = []
     if as_is:
@@ -119,14 +163,11 @@ def main(argv=None) -> int:
     for label, r in parts:
         s = r.summary()
         out[label] = {**s, "records": r.records}
-        print(f"{label}: {s['photos']} photos, {s['judge_faces']} judge faces: {s['left_unchanged']} left unchanged "
-              f"({100 * s['left_unchanged_rate']:.2f} %), "
-              + ("" if rec is None else f"{s['same_person']} still the same person ({100 * s['same_person_rate']:.2f} %), ")
-              + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
+        print_summary(label, s, rec is not None)
         for rr in r.records:
             if rr["unchanged"] or rr.get("same_person"):
                 print(f"    {rr['case']}: box {rr['box']} unchanged={rr['unchanged']} distance={rr.get('distance')} "
-                      f"actions={rr['actions']}")
+                      f"grey={rr.get('grey')} actions={rr['actions']}")
     print(f"{time.time() - t0:.0f} s on {args.threads} thread(s); load average {os.getloadavg()[0]:.1f}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))

@@ -107,3 +107,14 @@ def test_vgg_attacker_names_separable_people_and_stays_at_chance_on_shuffled_lab
     assert acc["separable"] >= 0.9 and acc["shuffled"] <= 0.4, acc
     with pytest.raises(RuntimeError, match="fit"):
         A.VGGAttacker(cfg).predict(np.asarray(d.faces[:1]))
+
+
+def test_utility_identification_reads_people_from_their_landmarks_only():
+    from upgan_lib.synthfaces import make_synthfaces
+
+    d = make_synthfaces(6, 8, seed=1)  # each SynthFaces person has their own face geometry
+    tr, te = split_photos_by_identity(d.identity, 0.25, seed=0)
+    acc = A.utility_identification(d.subset(tr), d.subset(te))
+    shuffled = FaceSet.concatenate([d.subset(tr)])
+    shuffled.identity = np.random.default_rng(0).permutation(shuffled.identity)
+    assert acc >= 0.6 > 1 / 6 + 0.25 >= A.utility_identification(shuffled, d.subset(te))

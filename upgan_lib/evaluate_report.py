@@ -67,7 +67,12 @@ def to_markdown(result: EvalResult) -> str:
         "",
         f"Identification: top-1 accuracy on {s['test_photos']} held-out photos of {s['identities']} people "
         f"(trained on {s['train_photos']}); chance {s['chance']:.3f}. TM-I: identifier trained on clear photos; "
-        "TM-II: on clear + obscured photos.",
+        "TM-II: on clear + obscured photos."
+        + ("" if "utility_identification" not in info else
+           f" The utility alone (an identifier fitted on the 17 numbers of the training photos, attributes "
+           f"and 7 landmarks) names {info['utility_identification']:.3f} of the held-out photos: a method that "
+           f"keeps the utility readable (that is its purpose) leaves this much to a TM-II attacker who reads "
+           f"it back, whatever face it draws."),
         f"FID/KID: standard Inception-v3 pool features; {fid['n_obscured']} obscured test photos per method. "
         f"Realism: against {fid['n_real_reference']} held-out real UTKFace faces; paired: against the same photos "
         f"clear; in-dist: {fid['n_utk_obscured']} obscured held-out UTKFace faces against the same real UTKFace "

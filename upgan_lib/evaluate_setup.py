@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .attackers import DlibAttacker, DlibDescriptor, VGGAttacker
+from .attackers import DlibAttacker, DlibDescriptor, VGGAttacker, utility_identification
 from .attributes import (AttributeConfig, evaluate_attributes, fill_attributes, save_attribute_estimator,
                          train_attribute_estimator)
 from .faceset import FaceSet, NotAPreparedSet, split_photos_by_identity
@@ -203,6 +203,7 @@ def setup_evaluation(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None =
     filled = fill_attributes(identities, cfg.attribute_source, model=estimator)
     s.info["identity_attributes"] = filled.meta["attributes"]
     train, test = filled.subset(tr), filled.subset(te)
+    s.info["utility_identification"] = utility_identification(train, test)
     with s.timed("attackers_tm1_fit"):
         attackers, descriptor = _attackers(s, identifier_cfg)
         fitted = {name: make().fit(train) for name, make in attackers.items()}

@@ -9,6 +9,10 @@ HOG and CenterFace, :mod:`upgan_lib.detect`). For every face the judge finds in 
   face was not obscured at all;
 * **same person**: dlib's face recogniser (:class:`upgan_lib.recognise.FaceRecogniser`) puts the
   original and the output, both read in the judge's box, closer than 0.6 - dlib's own rule.
+  Of those, the ones whose judge box is at least ``BLANK`` flat grey in the output (the grey
+  `upgan obscure` fails closed with) are counted apart as well: nothing of the face is left
+  there, and dlib's recogniser reads a blank square as close to some faces (distances 0.4-0.6
+  from a few originals), so such a match says more about the recogniser than about a leak.
 
 **Constructed cases** (:func:`constructed_cases`) are built at run time from photos whose face
 the judge found, by synthetic composition, and never stored: the photo turned by 90, 180 and
@@ -173,12 +177,25 @@ def constructed_cases(photos: list, judge, landmarker=None, seed: int = 0) -> li
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
+#: a judge box at least this much flat grey in the output holds nothing of the face
+BLANK = 0.9
+
+
+def grey_fraction(img: np.ndarray, box, value: int = 128) -> float:
+    """Fraction of ``box`` (clamped to ``img``) that is exactly grey ``value`` in every channel."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    crop = img[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+    return float((crop == value).all(-1).mean()) if crop.size else 0.0
+
+
 @dataclass
 class LeakResult:
     photos: int = 0
     faces: int = 0
     unchanged: int = 0
     same_person: int = 0
+    same_person_on_grey: int = 0
     photos_without_faces: int = 0
     records: list = field(default_factory=list)
 
@@ -186,7 +203,9 @@ class LeakResult:
         f = max(self.faces, 1)
         return {"photos": self.photos, "judge_faces": self.faces, "left_unchanged": self.unchanged,
                 "left_unchanged_rate": self.unchanged / f, "same_person": self.same_person,
-                "same_person_rate": self.same_person / f, "photos_reported_without_faces": self.photos_without_faces}
+                "same_person_rate": self.same_person / f, "same_person_on_grey": self.same_person_on_grey,
+                "same_person_rate_not_grey": (self.same_person - self.same_person_on_grey) / f,
+                "photos_reported_without_faces": self.photos_without_faces}
 
 
 def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, progress=None) -> LeakResult:
@@ -206,7 +225,9 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
                 d = float(np.linalg.norm(recogniser.descriptor(orig_up, box) - recogniser.descriptor(out_up, box)))
                 rec["distance"] = round(d, 3)
                 rec["same_person"] = d < recogniser.SAME_PERSON
+                rec["grey"] = round(grey_fraction(out_up, box), 3)
                 res.same_person += rec["same_person"]
+                res.same_person_on_grey += rec["same_person"] and rec["grey"] >= BLANK
             res.faces += 1
             res.unchanged += unch
             res.records.append(rec)

@@ -80,7 +80,12 @@ class ObscureResult:
 
 @dataclass
 class _Photo:
-    """One photo being obscured: the original, the output so far, the faces found and their reports."""
+    """One photo being obscured: the original, the output so far, the faces found and their reports.
+
+    For the identity check: ``before`` holds each checked face's descriptor in the original,
+    ``touched`` every region changed, in order (face index or None, region), and ``checked`` for
+    each face how many regions had been changed when it was last checked: a face another face's
+    change overlaps afterwards is checked again."""
 
     rgb: np.ndarray
     found: list
@@ -88,6 +93,9 @@ class _Photo:
     reports: list
     stages: dict
     swapped: dict = field(default_factory=dict)  # face index -> (aligned, face, probability, utility) it was given
+    before: dict = field(default_factory=dict)
+    touched: list = field(default_factory=list)
+    checked: dict = field(default_factory=dict)
 
 
 def blur_region(crop: np.ndarray, ksize: int, scale: float = 1.0) -> np.ndarray:
@@ -110,6 +118,30 @@ def pixelate_region(crop: np.ndarray, block: int, scale: float = 1.0) -> np.ndar
     means = sums / (hs[:, None, None] * ws[None, :, None])
     out = np.repeat(np.repeat(means, hs, axis=0), ws, axis=1)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _read_area(box, pad: float = 0.25) -> tuple:
+    """What dlib's recogniser reads of a face in ``box``: the box and ``pad`` of its size around it."""
+    x0, y0, x1, y1 = box
+    px, py = pad * (x1 - x0), pad * (y1 - y0)
+    return x0 - px, y0 - py, x1 + px, y1 + py
+
+
+#: the actions that change a face's region
+_OBSCURED = ("replaced", "greyed", "blurred", "pixelated")
+
+
+def _inside(box, region) -> float:
+    """Fraction of ``box``'s area inside ``region`` (both x0, y0, x1, y1)."""
+    w = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
+    h = max(0.0, min(box[3], region[3]) - max(box[1], region[1]))
+    area = max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
+    return w * h / area
+
+
+def _overlaps(a, b) -> bool:
+    """Whether boxes ``a`` and ``b`` (x0, y0, x1, y1) share any area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _confident(face) -> bool:
@@ -282,16 +314,16 @@ class Obscurer:
         stages = {}
         found = self.find_faces(rgb)
         stages["detect"] = time.perf_counter() - t0
-        if not self.cfg.search_rotations or any(_confident(f) for f in found):
-            return self._obscure_found(rgb, found, t0, stages)
-        # nothing sure upright (nothing, or only faces dlib cannot fit): search the photo turned, and
-        # obscure what is found there too
-        turned = self._search_turned(rgb, not found, stages)
-        res = self._obscure_found(rgb, found, t0, stages)
+        turned = None
+        if self.cfg.search_rotations and not any(_confident(f) for f in found):
+            # nothing sure upright (nothing, or only faces dlib cannot fit): search the photo
+            # turned, and obscure what is found there too
+            turned = self._search_turned(rgb, not found, stages)
+        photo = self._obscure_found(rgb, found, stages)
+        reports = photo.reports
         if turned is not None:
-            self._obscure_turned(res, *turned, t0, stages)
-        res.seconds = time.perf_counter() - t0
-        return res
+            reports = reports + self._obscure_turned(photo, *turned, stages)
+        return ObscureResult(photo.out, reports, time.perf_counter() - t0, stages)
 
     def _search_turned(self, rgb: np.ndarray, nothing_upright: bool, stages: dict):
         """``(quarter turns, faces)`` of the first turn with a sure face, else (when nothing at all
@@ -308,23 +340,44 @@ class Obscurer:
                 break
         return extra
 
-    def _obscure_turned(self, res: ObscureResult, k: int, found_k: list, t0: float, stages: dict) -> None:
-        """Obscure, in ``res``, the faces ``found_k`` found in the photo turned by ``k`` quarter turns;
-        their reports say so and give their boxes upright."""
-        turned = rotate_rgb(res.image, k)
-        res_k = self._obscure_found(turned, found_k, t0, stages)
-        for r in res_k.faces:
+    def _obscure_turned(self, photo: _Photo, k: int, found_k: list, stages: dict) -> list:
+        """Obscure, in ``photo.out``, the faces ``found_k`` found in the photo turned by ``k`` quarter
+        turns (read from the original turned, drawn over the output so far); returns their reports,
+        which say so and give their boxes upright. A face found again (its box mostly inside the
+        region of a face already obscured upright) is not obscured twice: that face's report lists
+        the turn under ``found_again_turned``. A face obscured upright that one of them overlaps is
+        checked again (:meth:`_recheck_overlapped`)."""
+        original = rotate_rgb(photo.rgb, k)
+        found_k = [f for f in found_k if not self._found_again(photo, unrotate_box(f.box, k, original.shape), k)]
+        if not found_k:
+            return []
+        turned = self._obscure_found(original, found_k, stages, canvas=rotate_rgb(photo.out, k))
+        for r in turned.reports:
             r["rotation"] = 90 * k
             for key in ("box", "region"):
                 if key in r:
-                    r[key] = [int(round(v)) for v in unrotate_box(r[key], k, turned.shape)]
-        res.image = np.ascontiguousarray(np.rot90(res_k.image, -k))
-        res.faces = res.faces + res_k.faces
+                    r[key] = [int(round(v)) for v in unrotate_box(r[key], k, turned.out.shape)]
+        photo.out = np.ascontiguousarray(np.rot90(turned.out, -k))
+        photo.touched += [(None, r["region"]) for r in turned.reports if "region" in r]
+        self._recheck_overlapped(photo)
+        return turned.reports
 
-    def _obscure_found(self, rgb: np.ndarray, found: list, t0: float, stages: dict) -> ObscureResult:
+    @staticmethod
+    def _found_again(photo: _Photo, box, k: int, covered: float = 0.6) -> bool:
+        """Whether ``box`` (upright) lies, by at least ``covered`` of its area, inside the region of
+        a face of ``photo`` already obscured; if so, that face's report notes the turn ``k``."""
+        for r in photo.reports:
+            if r.get("action") in _OBSCURED and "region" in r and _inside(box, r["region"]) >= covered:
+                r.setdefault("found_again_turned", []).append(90 * k)
+                return True
+        return False
+
+    def _obscure_found(self, rgb: np.ndarray, found: list, stages: dict, canvas: np.ndarray | None = None) -> _Photo:
         """Obscure the faces ``found`` in ``rgb`` as ``cfg.method`` says, every one of them greyed
-        when it cannot be."""
-        photo = _Photo(rgb, found, rgb.copy(), [_face_report(f) for f in found], stages)
+        when it cannot be, drawing over ``canvas`` (default: ``rgb``); faces are read, and checked
+        against, ``rgb`` as it was."""
+        out = (rgb if canvas is None else canvas).copy()
+        photo = _Photo(rgb, found, out, [_face_report(f) for f in found], stages)
         if self.cfg.method == "gray":
             for i in range(len(found)):
                 self._grey(photo, i, "method", "method gray")
@@ -339,13 +392,14 @@ class Obscurer:
                 stages["prepare"] = time.perf_counter() - t1
                 self._replace_all(photo, prepared)
             self._verify_identity(photo)
-        return ObscureResult(photo.out, photo.reports, time.perf_counter() - t0, stages)
+        return photo
 
     def _grey(self, photo: _Photo, i: int, reason: str, message: str) -> None:
         """Fail closed: flat grey over face ``i``'s region, reported with why."""
         f = photo.found[i]
         b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_value)
         photo.reports[i].update(action="greyed", reason=reason, detail=message, region=list(b))
+        photo.touched.append((i, list(b)))
 
     def _prepare_all(self, photo: _Photo) -> dict:
         """Aligned faces by index (:meth:`_prepare`). A face that cannot be aligned is greyed when
@@ -438,9 +492,9 @@ class Obscurer:
         for i, f in enumerate(photo.found):
             if photo.reports[i].get("action") in (None, "greyed", "none"):
                 continue
-            changed = self._recogniser.SAME_PERSON + self.cfg.identity_margin
+            changed = self._changed_from()
             try:
-                before = self._recogniser.descriptor(photo.rgb, f.box)
+                before = photo.before[i] = self._recogniser.descriptor(photo.rgb, f.box)
                 d = self._identity_distance(photo, i, before)
                 for step in self._retry_steps(i in photo.swapped):
                     if d >= changed:
@@ -449,10 +503,39 @@ class Obscurer:
             except Exception as e:  # noqa: BLE001 - cannot check: fail closed
                 self._keep_out(photo, i, 0.0, f"identity check failed ({type(e).__name__}: {e})")
                 continue
+            photo.checked[i] = len(photo.touched)
             if d < changed:
                 self._keep_out(photo, i, d, f"not clearly another person to dlib's recogniser after "
                                             f"{photo.reports[i]['action']} (distance {d:.2f} < {changed:.2f})")
+        self._recheck_overlapped(photo)
         photo.stages["verify"] = time.perf_counter() - t1
+
+    def _changed_from(self) -> float:
+        """The identity distance from which a face counts as another person (0.6 + margin)."""
+        return self._recogniser.SAME_PERSON + self.cfg.identity_margin
+
+    def _recheck_overlapped(self, photo: _Photo) -> None:
+        """Check again each face that passed the identity check before another face's change
+        (a retry, a grey, a face found turned) overlapped it: dlib reads the face with what
+        surrounds it, so that change may bring the person back. Still the same now, it is greyed;
+        each grey may call for further checks, and ends them: every face is greyed at most once."""
+        if not photo.checked:
+            return
+        changed = self._changed_from()
+        while True:
+            stale = [i for i, seen in photo.checked.items()
+                     if photo.reports[i].get("action") != "greyed"
+                     and any(j != i and _overlaps(region, _read_area(photo.found[i].box))
+                             for j, region in photo.touched[seen:])]
+            if not stale:
+                return
+            for i in stale:
+                photo.checked[i] = len(photo.touched)
+                d = self._identity_distance(photo, i, photo.before[i])
+                photo.reports[i]["rechecked"] = True
+                if d < changed:
+                    self._keep_out(photo, i, d, f"the person came back when a face beside it was obscured "
+                                                f"(distance {d:.2f} < {changed:.2f})")
 
     def _retry_steps(self, replaced: bool) -> list:
         """``identity_retries`` spelt out: "alpha", then ("age", shift) for each age shift."""
@@ -489,6 +572,7 @@ class Obscurer:
         r = swap_face(photo.out, face, prob, al.matrix, replace(self.cfg.swap, blend="alpha"),
                       photo.found[i].landmarks68)
         photo.out = r.image
+        photo.touched.append((i, list(r.box)))
         photo.reports[i].update(region=list(r.box), coverage=round(r.coverage, 3), blend="alpha")
         return self._identity_distance(photo, i, before)
 
