@@ -42,11 +42,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def ob_default(name: str):
+    from upgan_lib.obscure_config import ObscureConfig
+
+    return getattr(ObscureConfig(), name)
+
+
 def make_obscurer(args):
     from upgan_lib import obscure as ob
 
     cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
-                           verify_identity=args.verify_identity)
+                           verify_identity=args.verify_identity, identity_margin=args.identity_margin,
+                           feather_margin=args.feather_margin)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
     checkpoint = None if args.checkpoint == "shipped" else args.checkpoint
@@ -95,6 +102,11 @@ def main(argv=None) -> int:
     p.add_argument("--judge-upsample", type=int, default=1)
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="as `upgan obscure --verify-identity` (default: on, as there)")
+    p.add_argument("--identity-margin", type=float, default=ob_default("identity_margin"),
+                   help="a replaced face counts as changed from dlib distance 0.6 + this (default: as `upgan obscure`)")
+    p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
+                   help="a face that passed closer than 0.6 + this is feathered in if that reads farther "
+                        "(default: as `upgan obscure`)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop checking identity photos after this long (the photos checked are reported)")
     p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
@@ -140,7 +152,7 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
-    note += "; --verify-identity" if args.verify_identity else "; --no-verify-identity"
+    note += f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin})" if args.verify_identity else "; --no-verify-identity"
     out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}",
            "shard": args.shard}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)

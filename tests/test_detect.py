@@ -472,3 +472,27 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
     apart._recogniser = GreyIsSame(left.box)
     a, b = apart.obscure(_photo(5)).faces
     assert a["action"] == "replaced" and "rechecked" not in a and b["action"] == "greyed"
+
+
+def test_a_face_near_the_threshold_is_feathered_in_when_that_reads_farther():
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    cfg = ObscureConfig(verify_identity=True, feather_margin=0.12, swap=SwapConfig(colour_match=False))
+
+    def run(script, config=cfg):
+        obs = Obscurer(config, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
+        obs._recogniser = ScriptedRecogniser(script)
+        return obs.obscure(_photo(5))
+
+    # passed at 0.65, below 0.72: feathered in, which reads farther, so it stays
+    (r,) = run([0.65, 0.8]).faces
+    assert (r["action"], r["blend"], r["identity_distance"]) == ("replaced", "alpha", 0.8)
+    # feathered reads closer: the blended face is put back, exactly as it was
+    res = run([0.65, 0.62])
+    (r,) = res.faces
+    assert r["action"] == "replaced" and "blend" not in r and "identity_attempts" not in r
+    assert (r["identity_distance"], r["feathered_distance"]) == (0.65, 0.62)
+    assert np.array_equal(res.image, run([0.65], replace(cfg, feather_margin=0.0)).image)
+    # far enough at once: nothing more is done
+    (r,) = run([0.75]).faces
+    assert "blend" not in r and "feathered_distance" not in r

@@ -497,6 +497,9 @@ class Obscurer:
                 before = photo.before[i] = self._recogniser.descriptor(photo.rgb, f.box)
                 d = self._identity_distance(photo, i, before)
                 for step in self._retry_steps(i in photo.swapped):
+                    if step[0] == "alpha" and changed <= d < self._feather_below():
+                        d = self._feather_if_farther(photo, i, before, d)
+                        continue
                     if d >= changed:
                         break
                     d = self._retry(photo, i, step, before, d)
@@ -509,6 +512,23 @@ class Obscurer:
                                             f"{photo.reports[i]['action']} (distance {d:.2f} < {changed:.2f})")
         self._recheck_overlapped(photo)
         photo.stages["verify"] = time.perf_counter() - t1
+
+    def _feather_below(self) -> float:
+        """A face that passed, but closer than this, is feathered in all the same (and kept
+        feathered only when that reads farther): 0.6 + ``feather_margin``."""
+        return self._recogniser.SAME_PERSON + max(self.cfg.feather_margin, self.cfg.identity_margin)
+
+    def _feather_if_farther(self, photo: _Photo, i: int, before: np.ndarray, d: float) -> float:
+        """Feather face ``i`` in (the "alpha" retry) although it passed at distance ``d``; keep the
+        feathered face if it reads farther from the original, else put the blended one back."""
+        kept = photo.out.copy(), dict(photo.reports[i]), len(photo.touched)
+        d_alpha = self._retry(photo, i, ("alpha", 0.0), before, d)
+        if d_alpha >= d:
+            return d_alpha
+        photo.out, photo.reports[i] = kept[0], kept[1]
+        del photo.touched[kept[2]:]
+        photo.reports[i]["feathered_distance"] = round(d_alpha, 3)
+        return d
 
     def _changed_from(self) -> float:
         """The identity distance from which a face counts as another person (0.6 + margin)."""

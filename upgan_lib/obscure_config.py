@@ -39,15 +39,19 @@ class ObscureConfig:
         them; CenterFace searches every photo at full resolution in tiles and a pyramid
         (:mod:`upgan_lib.detect`), HOG on the ``detect_max_side`` copy.
     search_rotations: when no face is found upright, search the photo turned by 90, 270 and 180
-        degrees (after EXIF orientation) and obscure what is found there.
+        degrees (after EXIF orientation) and obscure what is found there; a face found there
+        again (mostly inside a face already obscured upright) is not obscured twice, and that
+        face's report lists the turn under ``found_again_turned``.
     verify_identity: after a face is replaced (or blurred, pixelated), compare it with the
         original with dlib's face recogniser (distance < 0.6: dlib's rule for the same person). A
         face counts as changed only at ``0.6 + identity_margin``: another reader of the photo puts
         its box a few pixels elsewhere, and distances just above 0.6 then fall below it. A
         replaced face that has not changed is replaced more strongly, step by step (see
         ``identity_retries``); a face unchanged after the last step, and a blurred or pixelated
-        one, is greyed (reason ``identity_kept``). About 0.1 s per face on one CPU
-        thread; off here so that the paper's pipeline is what the chapters show, on in
+        one, is greyed (reason ``identity_kept``). Every face is compared with the photo as it
+        was (a face found turned too), and a face is checked again when another face's change
+        (a retry, a grey, a face found turned) overlaps it afterwards. About 0.1 s per face on
+        one CPU thread; off here so that the paper's pipeline is what the chapters show, on in
         ``upgan obscure`` (``--no-verify-identity`` turns it off).
     identity_retries: the steps tried, in order, for a replaced face that is still the same
         person: ``"alpha"`` - the same generated face, feathered in (``SwapConfig(blend="alpha")``)
@@ -55,6 +59,11 @@ class ObscureConfig:
         only its gradients (the photo's shading, which carries identity, goes); ``"age"`` - a face
         generated with the estimated age moved by each of ``retry_age_shifts`` years in turn
         (towards 45), feathered in: the one piece of utility given up, and the report says so.
+    feather_margin: a blended face that passed, but reads closer than ``0.6 + feather_margin``,
+        is feathered in all the same, and kept so when that reads farther from the original
+        (else the blended one is put back and the report gives ``feathered_distance``): feathering
+        keeps every piece of utility, and distances near the threshold are where another reader
+        of the photo disagrees. Not above ``identity_margin``: off.
     """
 
     method: str = "upgan"
@@ -64,6 +73,7 @@ class ObscureConfig:
     verify_identity: bool = False
     identity_retries: tuple = ("alpha", "age")
     identity_margin: float = 0.03
+    feather_margin: float = 0.12
     retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
