@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--fixed-attributes", action="store_true", help="the paper's fixed attributes instead of estimates")
     p.add_argument("--data", help="identity archive or folder (default: <data root>/celeba-identities.tar.gz)")
     p.add_argument("--photos", type=int, default=200, help="photos to use (one per person first)")
-    p.add_argument("--sizes", default="5,15,25", help="blur kernel / pixelation block sizes (128-frame px)")
+    p.add_argument("--sizes", default="5,15,25", help="blur kernel / pixelation block sizes (128-frame px; '' for none)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--seed", type=int, default=0)
@@ -76,9 +76,10 @@ def main(argv=None) -> int:
     except ob.ObscureError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for k in (int(v) for v in args.sizes.split(",")):
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    for k in sizes:
         methods[f"blur {k}"] = ob.Obscurer(ob.ObscureConfig(method="blur", strength=k))
-    for k in (int(v) for v in args.sizes.split(",")):
+    for k in sizes:
         methods[f"pixelate {k}"] = ob.Obscurer(ob.ObscureConfig(method="pixelate", strength=k))
 
     t0 = time.perf_counter()
