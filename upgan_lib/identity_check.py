@@ -1,0 +1,164 @@
+"""`upgan obscure`'s identity check (``ObscureConfig.verify_identity``), as a part of
+:class:`upgan_lib.obscure.Obscurer`.
+
+After the faces of a photo are obscured, dlib's face recogniser (:mod:`upgan_lib.recognise`)
+compares each one with the photo as it was, both read in the face's box. A replaced face that is
+not clearly another person (closer than ``0.6 + identity_margin``) is replaced more strongly, step
+by step (``identity_retries``: feathered in, then with its age moved), and greyed when every step
+leaves it so; a blurred or pixelated face is greyed at once. A face that passed, but closer than
+``0.6 + feather_margin``, is feathered in as well when that reads farther. A face is checked again
+when another face's change (a retry, a grey, a face found in the photo turned) overlaps it
+afterwards. Everything done is in the face's report.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from .recognise import FaceRecogniser
+from .swap import swap_face
+from .utility import AGE_SCALE
+
+
+def _read_area(box, pad: float = 0.25) -> tuple:
+    """What dlib's recogniser reads of a face in ``box``: the box and ``pad`` of its size around it."""
+    x0, y0, x1, y1 = box
+    px, py = pad * (x1 - x0), pad * (y1 - y0)
+    return x0 - px, y0 - py, x1 + px, y1 + py
+
+
+def _overlaps(a, b) -> bool:
+    """Whether boxes ``a`` and ``b`` (x0, y0, x1, y1) share any area."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+class IdentityCheck:
+    """The identity check's steps. Mixed into :class:`upgan_lib.obscure.Obscurer`, whose
+    ``cfg``, ``faces`` and ``_grey`` they use, over the ``_Photo`` being obscured."""
+
+    def _verify_identity(self, photo: "_Photo") -> None:
+        """``verify_identity``: each face replaced/blurred/pixelated is compared with the original
+        by dlib's recogniser (both read in its box). A replaced face that is still the same person
+        (distance < 0.6) goes through ``identity_retries``; still the same after the last, or
+        blurred/pixelated, it is greyed (reason ``identity_kept``)."""
+        if not self.cfg.verify_identity:
+            return
+        t1 = time.perf_counter()
+        if getattr(self, "_recogniser", None) is None:
+            self._recogniser = FaceRecogniser()
+        for i, f in enumerate(photo.found):
+            if photo.reports[i].get("action") in (None, "greyed", "none"):
+                continue
+            changed = self._changed_from()
+            try:
+                before = photo.before[i] = self._recogniser.descriptor(photo.rgb, f.box)
+                d = self._identity_distance(photo, i, before)
+                for step in self._retry_steps(i in photo.swapped):
+                    if step[0] == "alpha" and changed <= d < self._feather_below():
+                        d = self._feather_if_farther(photo, i, before, d)
+                        continue
+                    if d >= changed:
+                        break
+                    d = self._retry(photo, i, step, before, d)
+            except Exception as e:  # noqa: BLE001 - cannot check: fail closed
+                self._keep_out(photo, i, 0.0, f"identity check failed ({type(e).__name__}: {e})")
+                continue
+            photo.checked[i] = len(photo.touched)
+            if d < changed:
+                self._keep_out(photo, i, d, f"not clearly another person to dlib's recogniser after "
+                                            f"{photo.reports[i]['action']} (distance {d:.2f} < {changed:.2f})")
+        self._recheck_overlapped(photo)
+        photo.stages["verify"] = time.perf_counter() - t1
+
+    def _feather_below(self) -> float:
+        """A face that passed, but closer than this, is feathered in all the same (and kept
+        feathered only when that reads farther): 0.6 + ``feather_margin``."""
+        return self._recogniser.SAME_PERSON + max(self.cfg.feather_margin, self.cfg.identity_margin)
+
+    def _feather_if_farther(self, photo: "_Photo", i: int, before: np.ndarray, d: float) -> float:
+        """Feather face ``i`` in (the "alpha" retry) although it passed at distance ``d``; keep the
+        feathered face if it reads farther from the original, else put the blended one back."""
+        kept = photo.out.copy(), dict(photo.reports[i]), len(photo.touched)
+        d_alpha = self._retry(photo, i, ("alpha", 0.0), before, d)
+        if d_alpha >= d:
+            return d_alpha
+        photo.out, photo.reports[i] = kept[0], kept[1]
+        del photo.touched[kept[2]:]
+        photo.reports[i]["feathered_distance"] = round(d_alpha, 3)
+        return d
+
+    def _changed_from(self) -> float:
+        """The identity distance from which a face counts as another person (0.6 + margin)."""
+        return self._recogniser.SAME_PERSON + self.cfg.identity_margin
+
+    def _recheck_overlapped(self, photo: "_Photo") -> None:
+        """Check again each face that passed the identity check before another face's change
+        (a retry, a grey, a face found turned) overlapped it: dlib reads the face with what
+        surrounds it, so that change may bring the person back. Still the same now, it is greyed;
+        each grey may call for further checks, and ends them: every face is greyed at most once."""
+        if not photo.checked:
+            return
+        changed = self._changed_from()
+        while True:
+            stale = [i for i, seen in photo.checked.items()
+                     if photo.reports[i].get("action") != "greyed"
+                     and any(j != i and _overlaps(region, _read_area(photo.found[i].box))
+                             for j, region in photo.touched[seen:])]
+            if not stale:
+                return
+            for i in stale:
+                photo.checked[i] = len(photo.touched)
+                d = self._identity_distance(photo, i, photo.before[i])
+                photo.reports[i]["rechecked"] = True
+                if d < changed:
+                    self._keep_out(photo, i, d, f"the person came back when a face beside it was obscured "
+                                                f"(distance {d:.2f} < {changed:.2f})")
+
+    def _retry_steps(self, replaced: bool) -> list:
+        """``identity_retries`` spelt out: "alpha", then ("age", shift) for each age shift."""
+        if not replaced:
+            return []
+        steps = []
+        for step in self.cfg.identity_retries:
+            steps += [("age", s) for s in self.cfg.retry_age_shifts] if step == "age" else [(step, 0.0)]
+        return steps
+
+    def _identity_distance(self, photo: "_Photo", i: int, before: np.ndarray) -> float:
+        """dlib descriptor distance between face ``i`` as it was and as it is now; reported."""
+        d = float(np.linalg.norm(before - self._recogniser.descriptor(photo.out, photo.found[i].box)))
+        photo.reports[i]["identity_distance"] = round(d, 3)
+        return d
+
+    def _retry(self, photo: "_Photo", i: int, step: tuple, before: np.ndarray, d: float) -> float:
+        """Replace face ``i`` again, more strongly (``step``: ("alpha", 0) or ("age", years), see
+        :class:`ObscureConfig`), over what is there now; returns the new identity distance."""
+        (kind, years), (al, face, prob, util) = step, photo.swapped[i]
+        tried = photo.reports[i].setdefault("identity_attempts", [])
+        tried.append({"blend": photo.reports[i].get("blend", self.cfg.swap.blend), "distance": round(d, 3)})
+        if kind == "age":
+            if self.cfg.method != "upgan":
+                return d  # k-same averages faces: no attribute to move
+            age = float(util[0]) * AGE_SCALE
+            shift = years if age < 45 else -min(years, age)
+            util = util.copy()
+            util[0] = (age + shift) / AGE_SCALE
+            faces, probs = self.faces(util[None], al.image[None])
+            face, prob = faces[0], probs[0]
+            photo.reports[i]["utility"]["age"] = round(age + shift, 1)
+            photo.reports[i]["age_shifted_by"] = shift
+        r = swap_face(photo.out, face, prob, al.matrix, replace(self.cfg.swap, blend="alpha"),
+                      photo.found[i].landmarks68)
+        photo.out = r.image
+        photo.touched.append((i, list(r.box)))
+        photo.reports[i].update(region=list(r.box), coverage=round(r.coverage, 3), blend="alpha")
+        return self._identity_distance(photo, i, before)
+
+    def _keep_out(self, photo: "_Photo", i: int, d: float, why: str) -> None:
+        """Face ``i`` is still (or may still be) the same person: grey it, saying what it was."""
+        done = photo.reports[i]["action"]
+        photo.reports[i]["identity_distance"] = round(d, 3)
+        photo.reports[i].pop("region", None)
+        self._grey(photo, i, "identity_kept", why)  # greys ``photo.out`` in place
+        photo.reports[i]["was"] = done
