@@ -53,20 +53,27 @@ def make_obscurer(args):
 
     cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
                            verify_identity=args.verify_identity, identity_margin=args.identity_margin,
-                           feather_margin=args.feather_margin)
+                           feather_margin=args.feather_margin, identity_reads=args.identity_reads)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
     checkpoint = None if args.checkpoint == "shipped" else args.checkpoint
     return ob.Obscurer.from_paths(cfg, checkpoint=checkpoint), f"generator {args.checkpoint}"
 
 
-def print_summary(label: str, s: dict, identity: bool = True) -> None:
+def print_summary(label: str, s: dict, identity: bool = True, records: list = ()) -> None:
+    from upgan_lib.leak import judge_box_offsets
+
     print(f"{label}: {s['photos']} photos, {s['judge_faces']} judge faces: {s['left_unchanged']} left unchanged "
           f"({100 * s['left_unchanged_rate']:.2f} %), "
           + ("" if not identity else f"{s['same_person']} still the same person ({100 * s['same_person_rate']:.2f} %; "
              f"{s['same_person_on_grey']} of them on a box that is all grey, "
              f"{100 * s['same_person_rate_not_grey']:.2f} % without those), ")
           + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
+    off = judge_box_offsets(list(records))
+    if off:
+        print(f"  the judge's box against the obscurer's, medians over {off['faces']} faces both found: centre "
+              f"{100 * off['centre_x']:+.1f} % of the width across, {100 * off['centre_y']:+.1f} % of the height down; "
+              f"size {off['width']:.3f} x {off['height']:.3f}")
 
 
 def merge(paths: list) -> int:
@@ -85,7 +92,7 @@ def merge(paths: list) -> int:
                            same_person=sum(p["same_person"] for p in parts),
                            same_person_on_grey=sum(p.get("same_person_on_grey", 0) for p in parts),
                            photos_without_faces=sum(p["photos_reported_without_faces"] for p in parts))
-        print_summary(label, total.summary())
+        print_summary(label, total.summary(), records=[x for p in parts for x in p.get("records", [])])
     return 0
 
 
@@ -107,6 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
                    help="a face that passed closer than 0.6 + this is feathered in if that reads farther "
                         "(default: as `upgan obscure`)")
+    p.add_argument("--identity-reads", type=int, choices=(1, 2), default=1, help="as `upgan obscure --identity-reads`")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop checking identity photos after this long (the photos checked are reported)")
     p.add_argument("--no-identity", action="store_true", help="skip the recogniser (leak only)")
@@ -152,7 +160,8 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
-    note += f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin})" if args.verify_identity else "; --no-verify-identity"
+    note += f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin}, "
+                                     f"reads {args.identity_reads})" if args.verify_identity else "; --no-verify-identity"
     out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}",
            "shard": args.shard}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
     for label, r in parts:
         s = r.summary()
         out[label] = {**s, "records": r.records}
-        print_summary(label, s, rec is not None)
+        print_summary(label, s, rec is not None, r.records)
         for rr in r.records:
             if rr["unchanged"] or rr.get("same_person"):
                 print(f"    {rr['case']}: box {rr['box']} unchanged={rr['unchanged']} distance={rr.get('distance')} "

@@ -496,3 +496,32 @@ def test_a_face_near_the_threshold_is_feathered_in_when_that_reads_farther():
     # far enough at once: nothing more is done
     (r,) = run([0.75]).faces
     assert "blend" not in r and "feathered_distance" not in r
+
+
+class SameOnlyInTheCnnBox:
+    """Stand-in recogniser: an obscured face is another person in its own box, but still the
+    same person read in the box dlib's CNN detector would draw."""
+
+    SAME_PERSON = 0.6
+
+    def __init__(self, box):
+        from upgan_lib.identity_check import cnn_like_box
+
+        self.cnn_box, self.original = tuple(cnn_like_box(box)), None
+
+    def descriptor(self, rgb, box):
+        self.original = rgb if self.original is None else self.original
+        same = rgb is self.original or tuple(box) == self.cnn_box
+        return np.full(128, 0.0 if same else 0.1, np.float32)
+
+
+def test_two_reads_catch_a_face_still_the_same_in_another_detectors_box():
+    face = _face(320, 240)
+    for reads, action in ((1, "replaced"), (2, "greyed")):
+        obs = Obscurer(replace(PASTE, verify_identity=True, identity_reads=reads), finder=Fixed([face]),
+                       faces=Painted(), attributes=FixedAttributes())
+        obs._recogniser = SameOnlyInTheCnnBox(face.box)
+        (r,) = obs.obscure(_photo(5)).faces
+        assert r["action"] == action
+    with pytest.raises(ValueError, match="identity_reads"):
+        ObscureConfig(identity_reads=3)

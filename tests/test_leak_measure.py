@@ -18,7 +18,7 @@ class Recolour:
         for (x0, y0, x1, y1), colour in self.fills:
             if colour is not None:
                 out[y0:y1, x0:x1] = colour
-        return SimpleNamespace(image=out, faces=[{"action": "greyed"}])
+        return SimpleNamespace(image=out, faces=[{"action": "greyed", "box": list(b)} for b, c in self.fills if c])
 
 
 class BrightIsAnother:
@@ -46,7 +46,19 @@ def test_measure_counts_unchanged_same_person_and_grey_matches_apart():
     fills = [(boxes[0], None),  # left as it was: unchanged, and the same person
              (boxes[1], 128),  # greyed: the stand-in still matches it (as dlib may match a blank)
              (boxes[2], 250)]  # changed to another person
-    r = measure([Case("p", rgb, boxes)], Recolour(fills), BrightIsAnother()).summary()
+    res = measure([Case("p", rgb, boxes)], Recolour(fills), BrightIsAnother())
+    assert [x.get("obscurer_box") for x in res.records] == [None, list(boxes[1]), list(boxes[2])]
+    r = res.summary()
     assert (r["judge_faces"], r["left_unchanged"], r["same_person"], r["same_person_on_grey"]) == (3, 1, 2, 1)
     assert r["same_person_rate_not_grey"] == 1 / 3
     assert BLANK <= 1.0
+
+
+def test_judge_box_offsets_are_medians_against_the_matching_obscurer_box():
+    from upgan_lib.leak import judge_box_offsets
+
+    recs = [{"box": [95, 80, 195, 180], "obscurer_box": [100, 100, 200, 200]},  # left 5 %, up 20 %
+            {"box": [0, 0, 10, 10]},  # no face of the obscurer's matched this one
+            {"box": [100, 90, 200, 190], "obscurer_box": [100, 100, 200, 200]}]  # up 10 %
+    assert judge_box_offsets(recs) == {"faces": 2, "centre_x": -0.025, "centre_y": -0.15, "width": 1.0, "height": 1.0}
+    assert judge_box_offsets([{"box": [0, 0, 1, 1]}]) is None

@@ -221,6 +221,9 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
             unch, frac = left_unchanged(orig_up, out_up, box)
             rec = {"case": case.name, "kind": case.kind, "box": [round(v, 1) for v in box], "unchanged": unch,
                    "changed_fraction": round(frac, 3), "actions": sorted({f.get("action", "?") for f in out.faces})}
+            match = _best_match(box, [f["box"] for f in out.faces if "box" in f])
+            if match is not None:
+                rec["obscurer_box"] = list(match)
             if recogniser is not None:
                 d = float(np.linalg.norm(recogniser.descriptor(orig_up, box) - recogniser.descriptor(out_up, box)))
                 rec["distance"] = round(d, 3)
@@ -234,6 +237,37 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
         if progress:
             progress(k + 1, len(cases), res)
     return res
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def _best_match(box, boxes: list, min_iou: float = 0.3):
+    """The box of ``boxes`` that overlaps ``box`` most (intersection over union at least
+    ``min_iou``), or None."""
+    best = max(boxes, key=lambda b: _iou(box, b), default=None)
+    return best if best is not None and _iou(box, best) >= min_iou else None
+
+
+def judge_box_offsets(records: list) -> dict | None:
+    """Where the judge's box lies against the box `upgan obscure` reported for the same face:
+    medians, over the faces both found, of the judge box's centre shift and size, as fractions
+    of the obscurer's box (x to the right, y down). None when no face matched."""
+    rows = []
+    for r in records:
+        if "obscurer_box" in r:
+            (a0, b0, a1, b1), (x0, y0, x1, y1) = r["obscurer_box"], r["box"]
+            w, h = a1 - a0, b1 - b0
+            rows.append(((x0 + x1 - a0 - a1) / 2 / w, (y0 + y1 - b0 - b1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
+    if not rows:
+        return None
+    m = np.median(np.array(rows), axis=0)
+    return {"faces": len(rows), "centre_x": round(float(m[0]), 3), "centre_y": round(float(m[1]), 3),
+            "width": round(float(m[2]), 3), "height": round(float(m[3]), 3)}
 
 
 def photo_cases(photos: list, judge) -> list:

@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "not clearly another person (distance < 0.63) is replaced more strongly (feathered in, then "
                         "with its age moved 20, then 35 years), and greyed if it still is; a blurred/pixelated "
                         "one is greyed (default: on)")
+    p.add_argument("--identity-reads", type=int, choices=(1, 2), default=1,
+                   help="read each face for the identity check in its own box (1), or also in the box dlib's "
+                        "CNN detector would draw (2: stricter, about 0.2 s more per face)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when a photo has no face found (it is still written, unchanged)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -101,7 +104,8 @@ def _config(args) -> ObscureConfig:
     return ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
-                         verify_identity=getattr(args, "verify_identity", True))
+                         verify_identity=getattr(args, "verify_identity", True),
+                         identity_reads=getattr(args, "identity_reads", 1))
 
 
 def _obscurer(args, cfg: ObscureConfig) -> Obscurer:
