@@ -110,6 +110,7 @@ def main(argv=None) -> int:
     p.add_argument("--detectors", default="hog,centerface", help="as `upgan obscure --detectors`")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="as `upgan obscure --verify-identity` (default: on, as there)")
+    p.add_argument("--identity-reads", type=int, choices=(1, 2), default=1, help="as `upgan obscure --identity-reads`")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
 
         # ---- timed: exactly the command's work, model load included
         t0, c0 = time.perf_counter(), time.process_time()
-        cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")), verify_identity=args.verify_identity)
+        cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")), verify_identity=args.verify_identity,
+                               identity_reads=args.identity_reads)
         obscurer = ob.Obscurer.from_paths(cfg, checkpoint=ckpt, precision=args.precision)
         finder = obscurer.finder  # upgan_lib.detect.HybridFinder: the command's detection
         if args.checkpoint is None:
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
         for k, v in e.get("stages", {}).items():
             stages.setdefault(k, []).append(v)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, generator {args.precision}; {note}")
-    print(f"detectors: {args.detectors}; identity check {'on' if args.verify_identity else 'off'}; greyed because {s['grey_reasons'] or 'nothing'}")
+    print(f"detectors: {args.detectors}; identity check {f'on, {args.identity_reads} read(s)' if args.verify_identity else 'off'}; greyed because {s['grey_reasons'] or 'nothing'}")
     print(f"photos: {n} x {'640x480' if args.real else args.size} ({'identity photos' if args.real else 'SynthFaces scenes'}), "
           f"faces {s['faces']}: {s['actions']}")
     print(f"model load {t_load:.2f} s; obscure median {statistics.median(per):.3f} s/photo (without read/write)")
