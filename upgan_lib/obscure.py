@@ -121,10 +121,6 @@ def pixelate_region(crop: np.ndarray, block: int, scale: float = 1.0) -> np.ndar
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-#: the actions that change a face's region
-_OBSCURED = ("replaced", "greyed", "blurred", "pixelated")
-
-
 def _inside(box, region) -> float:
     """Fraction of ``box``'s area inside ``region`` (both x0, y0, x1, y1)."""
     w = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
@@ -333,7 +329,7 @@ class Obscurer(IdentityCheck):
         """Obscure, in ``photo.out``, the faces ``found_k`` found in the photo turned by ``k`` quarter
         turns (read from the original turned, drawn over the output so far); returns their reports,
         which say so and give their boxes upright. A face found again (its box mostly inside the
-        region of a face already obscured upright) is not obscured twice: that face's report lists
+        region of a face already greyed upright) is not obscured twice: that face's report lists
         the turn under ``found_again_turned``. A face obscured upright that one of them overlaps is
         checked again (:meth:`_recheck_overlapped`)."""
         original = rotate_rgb(photo.rgb, k)
@@ -352,11 +348,12 @@ class Obscurer(IdentityCheck):
         return turned.reports
 
     @staticmethod
-    def _found_again(photo: _Photo, box, k: int, covered: float = 0.6) -> bool:
+    def _found_again(photo: _Photo, box, k: int, covered: float = 0.8) -> bool:
         """Whether ``box`` (upright) lies, by at least ``covered`` of its area, inside the region of
-        a face of ``photo`` already obscured; if so, that face's report notes the turn ``k``."""
+        a face of ``photo`` already greyed (a grey fills its whole region; a replaced face's region
+        is only the box around what was drawn); if so, that face's report notes the turn ``k``."""
         for r in photo.reports:
-            if r.get("action") in _OBSCURED and "region" in r and _inside(box, r["region"]) >= covered:
+            if r.get("action") == "greyed" and "region" in r and _inside(box, r["region"]) >= covered:
                 r.setdefault("found_again_turned", []).append(90 * k)
                 return True
         return False

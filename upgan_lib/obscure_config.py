@@ -40,7 +40,7 @@ class ObscureConfig:
         (:mod:`upgan_lib.detect`), HOG on the ``detect_max_side`` copy.
     search_rotations: when no face is found upright, search the photo turned by 90, 270 and 180
         degrees (after EXIF orientation) and obscure what is found there; a face found there
-        again (mostly inside a face already obscured upright) is not obscured twice, and that
+        again (mostly inside a face already greyed upright) is not obscured twice, and that
         face's report lists the turn under ``found_again_turned``.
     verify_identity: after a face is replaced (or blurred, pixelated), compare it with the
         original with dlib's face recogniser (distance < 0.6: dlib's rule for the same person). A
