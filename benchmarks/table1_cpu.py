@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     p.add_argument("--utility-images", type=int, default=300)
     p.add_argument("--ksame-net-epochs", type=int, default=3, help="0: leave the k-same-net row out")
     p.add_argument("--blur-by", default="ksize", choices=["ksize", "sigma"])
+    p.add_argument("--rows", nargs="+", default=[], metavar="NAME",
+                   help="build only these rows (none, blur-5, ..., pixelate-25, k-same, k-same-net, up-gan; default: all)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     cfg = replace(E.EvalConfig.for_preset("full"), attackers=tuple(args.attackers), fid_images=args.fid_images,
                   fid_real=args.fid_real, utility_images=args.utility_images,
                   kid_subset=min(args.fid_images, args.fid_real // 2), blur_by=args.blur_by, seed=args.seed,
-                  ksame_net_preset="smoke", ksame_net_epochs=args.ksame_net_epochs or None)
+                  ksame_net_preset="smoke", ksame_net_epochs=args.ksame_net_epochs or None, rows=tuple(args.rows))
     from upgan_lib.attributes import AttributeConfig
 
     attribute_cfg = replace(AttributeConfig.for_preset("full"), width=16, input_size=48, epochs=args.attribute_epochs)

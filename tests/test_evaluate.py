@@ -207,3 +207,13 @@ def test_real_table1_rows_are_ordered_as_any_correct_evaluation_orders_them():
     for fid in ("fid_realism", "fid_paired"):
         assert rows["pixelate-25"][fid] > rows["blur-5"][fid], (fid, rows["pixelate-25"][fid], rows["blur-5"][fid])
     assert abs(rows["none"]["fid_paired"]) < 1e-3 < rows["blur-5"]["fid_paired"]
+
+
+def test_only_the_rows_asked_for_are_built():
+    cfg = replace(E.EvalConfig.for_preset("smoke"), attackers=("dlib",), rows=("none", "pixelate-15"))
+    ids, utk = E.smoke_data(cfg)
+    res = E.evaluate(ids, utk, cfg, ksame_net="train", log=lambda *a: None)
+    assert [r["method"] for r in res.rows] == ["none", "pixelate-15"]
+    assert "ksame_net" not in res.info and "k-same-net" not in res.info["skipped"]
+    with pytest.raises(E.EvaluationError, match="unknown rows"):
+        E.evaluate(ids, utk, replace(cfg, rows=("blur-7",)), log=lambda *a: None)

@@ -158,6 +158,9 @@ def table_methods(ctx: EvalContext, upgan: Callable | None = None, ksame_net: Ca
                   out_dir=None) -> list[Method]:
     """Table 1's methods; ``ksame_net="train"`` trains a k-same-net on the UTKFace training part.
     Rows whose generator is missing are left out and the reason recorded in ``ctx.info``."""
+    wanted = ctx.cfg.rows
+    if wanted and "k-same-net" not in wanted:
+        ksame_net = None  # not asked for: not trained
     if isinstance(ksame_net, str):
         if ksame_net != "train":
             raise EvaluationError(f"ksame_net must be a callable, 'train' or None, got {ksame_net!r}")
@@ -170,8 +173,17 @@ def table_methods(ctx: EvalContext, upgan: Callable | None = None, ksame_net: Ca
         ctx.info["skipped"]["k-same-net"] = "no k-same-net generator given"
     if upgan is None:
         ctx.info["skipped"]["up-gan"] = "no UP-GAN generator given"
-    return standard_methods(ctx.cfg.ksame_k, ctx.cfg.ksame_variant, ksame_net=ksame_net, upgan=upgan,
-                            device=ctx.device, blur_by=ctx.cfg.blur_by)
+    for name in ("k-same-net", "up-gan"):
+        if wanted and name not in wanted:
+            ctx.info["skipped"].pop(name, None)
+    if wanted:
+        ctx.info["rows_asked"] = list(wanted)
+    methods = standard_methods(ctx.cfg.ksame_k, ctx.cfg.ksame_variant, ksame_net=ksame_net, upgan=upgan,
+                               device=ctx.device, blur_by=ctx.cfg.blur_by)
+    unknown = set(wanted) - {m.name for m in methods} - {"k-same-net", "up-gan"}
+    if unknown:
+        raise EvaluationError(f"unknown rows {sorted(unknown)}: use any of {', '.join(m.name for m in methods)}")
+    return [m for m in methods if not wanted or m.name in wanted]
 
 
 def evaluate(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None = None, device="cpu",

@@ -42,7 +42,8 @@ class EvalConfig:
     UTKFace faces in the realism reference (the floor uses two disjoint halves of it).
     ``utility_images``: held-out UTKFace faces for the utility columns. ``region``: "crop" obscures
     the whole aligned crop (the paper's Table 1); "face" keeps the original outside the face mask.
-    ``synth_*``: SynthFaces sizes when no data are given (smoke).
+    ``synth_*``: SynthFaces sizes when no data are given (smoke). ``rows``: the rows to build, by
+    method name (``none``, ``blur-5``, ..., ``k-same``, ``k-same-net``, ``up-gan``; empty: all).
     """
 
     test_fraction: float = 0.3
@@ -70,6 +71,7 @@ class EvalConfig:
     upgan_epochs: int = 1
     ksame_net_preset: str = "full"
     ksame_net_epochs: int | None = None
+    rows: tuple[str, ...] = ()
 
     @classmethod
     def for_preset(cls, name: str) -> "EvalConfig":
@@ -92,6 +94,7 @@ class EvalConfig:
         if bad:
             raise EvaluationError(f"unknown attackers {sorted(bad)}: use 'vgg' and/or 'dlib'")
         self.attackers = tuple(self.attackers)
+        self.rows = tuple(self.rows)
 
 
 @dataclass
