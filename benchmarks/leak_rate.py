@@ -160,8 +160,8 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
-    note += f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin}, "
-                                     f"reads {args.identity_reads})" if args.verify_identity else "; --no-verify-identity"
+    note += (f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin}, "
+             f"reads {args.identity_reads})" if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": f"dlib CNN mmod, upsample {args.judge_upsample}",
            "shard": args.shard}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
