@@ -37,6 +37,13 @@ def _points5(cx, cy, s):
 # ---------------------------------------------------------------------------------------------
 # geometry
 # ---------------------------------------------------------------------------------------------
+def test_fraction_inside_and_iou():
+    assert dt.fraction_inside((0, 0, 10, 10), (5, 0, 20, 10)) == 0.5
+    assert dt.fraction_inside((0, 0, 10, 10), (-5, -5, 20, 20)) == 1.0
+    assert dt.fraction_inside((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0 == dt.iou((0, 0, 10, 10), (10, 0, 20, 10))
+    assert dt.fraction_inside((3, 3, 3, 3), (0, 0, 10, 10)) == 0.0  # no area
+
+
 def test_points5_round_trip_and_box():
     p5 = _points5(300, 200, 60)
     l68 = dt.landmarks68_from_points5(p5)

@@ -83,6 +83,14 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def fraction_inside(box, region) -> float:
+    """Fraction of ``box``'s area inside ``region``."""
+    ix = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
+    iy = max(0.0, min(box[3], region[3]) - max(box[1], region[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
 def overlap_of_smaller(a, b) -> float:
     """Intersection over the smaller box's area."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

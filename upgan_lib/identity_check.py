@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .detect import iou
 from .recognise import FaceRecogniser
 from .swap import swap_face
 from .utility import AGE_SCALE
@@ -27,11 +28,6 @@ def _read_area(box, pad: float = 0.25) -> tuple:
     x0, y0, x1, y1 = box
     px, py = pad * (x1 - x0), pad * (y1 - y0)
     return x0 - px, y0 - py, x1 + px, y1 + py
-
-
-def _overlaps(a, b) -> bool:
-    """Whether boxes ``a`` and ``b`` (x0, y0, x1, y1) share any area."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def cnn_like_box(box) -> tuple:
@@ -115,7 +111,7 @@ class IdentityCheck:
         while True:
             stale = [i for i, seen in photo.checked.items()
                      if photo.reports[i].get("action") != "greyed"
-                     and any(j != i and _overlaps(region, _read_area(photo.found[i].box))
+                     and any(j != i and iou(region, _read_area(photo.found[i].box)) > 0
                              for j, region in photo.touched[seen:])]
             if not stale:
                 return

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .detect import iou
+
 
 @dataclass
 class Case:
@@ -239,18 +241,11 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
     return res
 
 
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 def _best_match(box, boxes: list, min_iou: float = 0.3):
     """The box of ``boxes`` that overlaps ``box`` most (intersection over union at least
     ``min_iou``), or None."""
-    best = max(boxes, key=lambda b: _iou(box, b), default=None)
-    return best if best is not None and _iou(box, best) >= min_iou else None
+    best = max(boxes, key=lambda b: iou(box, b), default=None)
+    return best if best is not None and iou(box, best) >= min_iou else None
 
 
 def judge_box_offsets(records: list) -> dict | None:

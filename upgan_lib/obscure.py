@@ -50,7 +50,7 @@ import numpy as np
 
 from .align import CANONICAL_EYE_DISTANCE, align_face, canonical_points7, matrix_scale
 from .detect import Face as FoundFace
-from .detect import HybridConfig, HybridFinder, landmarks68_from_points5, rotate_rgb, unrotate_box
+from .detect import HybridConfig, HybridFinder, fraction_inside, landmarks68_from_points5, rotate_rgb, unrotate_box
 from .face_sources import (EstimatorAttributes, FixedAttributes, GeneratorFaces, KSameFaces, course_run,
                            parse_fixed_attributes, shipped_model)
 from .finders import DlibFinder, KnownFaces
@@ -119,14 +119,6 @@ def pixelate_region(crop: np.ndarray, block: int, scale: float = 1.0) -> np.ndar
     means = sums / (hs[:, None, None] * ws[None, :, None])
     out = np.repeat(np.repeat(means, hs, axis=0), ws, axis=1)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def _inside(box, region) -> float:
-    """Fraction of ``box``'s area inside ``region`` (both x0, y0, x1, y1)."""
-    w = max(0.0, min(box[2], region[2]) - max(box[0], region[0]))
-    h = max(0.0, min(box[3], region[3]) - max(box[1], region[1]))
-    area = max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
-    return w * h / area
 
 
 def _confident(face) -> bool:
@@ -353,7 +345,7 @@ class Obscurer(IdentityCheck):
         a face of ``photo`` already greyed (a grey fills its whole region; a replaced face's region
         is only the box around what was drawn); if so, that face's report notes the turn ``k``."""
         for r in photo.reports:
-            if r.get("action") == "greyed" and "region" in r and _inside(box, r["region"]) >= covered:
+            if r.get("action") == "greyed" and "region" in r and fraction_inside(box, r["region"]) >= covered:
                 r.setdefault("found_again_turned", []).append(90 * k)
                 return True
         return False
