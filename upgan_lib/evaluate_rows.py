@@ -158,9 +158,9 @@ def table_methods(ctx: EvalContext, upgan: Callable | None = None, ksame_net: Ca
                   out_dir=None) -> list[Method]:
     """Table 1's methods; ``ksame_net="train"`` trains a k-same-net on the UTKFace training part.
     Rows whose generator is missing are left out and the reason recorded in ``ctx.info``."""
-    wanted = ctx.cfg.rows
-    if wanted and "k-same-net" not in wanted:
-        ksame_net = None  # not asked for: not trained
+    wanted = _rows_asked(ctx)
+    ksame_net = ksame_net if "k-same-net" in wanted else None  # not asked for: not trained
+    upgan = upgan if "up-gan" in wanted else None
     if isinstance(ksame_net, str):
         if ksame_net != "train":
             raise EvaluationError(f"ksame_net must be a callable, 'train' or None, got {ksame_net!r}")
@@ -169,21 +169,26 @@ def table_methods(ctx: EvalContext, upgan: Callable | None = None, ksame_net: Ca
         ctx.info["ksame_net"] = (f"trained here on {len(ctx.utk_train)} UTKFace faces "
                                  f"({ctx.cfg.ksame_net_preset} preset, k={ctx.cfg.ksame_k})")
         ctx.info["timings"]["ksame_net"] = time.perf_counter() - t
-    if ksame_net is None:
+    if ksame_net is None and "k-same-net" in wanted:
         ctx.info["skipped"]["k-same-net"] = "no k-same-net generator given"
-    if upgan is None:
+    if upgan is None and "up-gan" in wanted:
         ctx.info["skipped"]["up-gan"] = "no UP-GAN generator given"
-    for name in ("k-same-net", "up-gan"):
-        if wanted and name not in wanted:
-            ctx.info["skipped"].pop(name, None)
-    if wanted:
-        ctx.info["rows_asked"] = list(wanted)
     methods = standard_methods(ctx.cfg.ksame_k, ctx.cfg.ksame_variant, ksame_net=ksame_net, upgan=upgan,
                                device=ctx.device, blur_by=ctx.cfg.blur_by)
-    unknown = set(wanted) - {m.name for m in methods} - {"k-same-net", "up-gan"}
+    return [m for m in methods if m.name in wanted]
+
+
+def _rows_asked(ctx: EvalContext) -> tuple:
+    """The row names ``ctx.cfg.rows`` asks for (all when empty), checked against Table 1's;
+    recorded in ``ctx.info`` when not all."""
+    every = tuple(m.name for m in standard_methods(ctx.cfg.ksame_k, ctx.cfg.ksame_variant,
+                                                   blur_by=ctx.cfg.blur_by)) + ("k-same-net", "up-gan")
+    unknown = sorted(set(ctx.cfg.rows) - set(every))
     if unknown:
-        raise EvaluationError(f"unknown rows {sorted(unknown)}: use any of {', '.join(m.name for m in methods)}")
-    return [m for m in methods if not wanted or m.name in wanted]
+        raise EvaluationError(f"unknown rows {unknown}: use any of {', '.join(every)}")
+    if ctx.cfg.rows:
+        ctx.info["rows_asked"] = list(ctx.cfg.rows)
+    return ctx.cfg.rows or every
 
 
 def evaluate(identities: FaceSet, utk: FaceSet, cfg: EvalConfig | None = None, device="cpu",
