@@ -36,6 +36,12 @@ from pathlib import Path
 import numpy as np
 
 
+def ob_default(name: str):
+    from upgan_lib.obscure_config import ObscureConfig
+
+    return getattr(ObscureConfig(), name)
+
+
 def synthetic_photos(n: int, seed: int = 0, size=(640, 480)):
     from upgan_lib.swap import compose_scene
     from upgan_lib.synthfaces import make_synthfaces
@@ -110,7 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--detectors", default="hog,centerface", help="as `upgan obscure --detectors`")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="as `upgan obscure --verify-identity` (default: on, as there)")
-    p.add_argument("--identity-reads", type=int, choices=(1, 2), default=1, help="as `upgan obscure --identity-reads`")
+    p.add_argument("--identity-reads", type=lambda v: tuple(v.split(",")), default=ob_default("identity_reads"),
+                   help="as `upgan obscure --identity-reads` (default: as there)")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
@@ -188,7 +195,9 @@ def main(argv=None) -> int:
         for k, v in e.get("stages", {}).items():
             stages.setdefault(k, []).append(v)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, generator {args.precision}; {note}")
-    print(f"detectors: {args.detectors}; identity check {f'on, {args.identity_reads} read(s)' if args.verify_identity else 'off'}; greyed because {s['grey_reasons'] or 'nothing'}")
+    reads = ",".join(args.identity_reads)
+    print(f"detectors: {args.detectors}; identity check {f'on, read in {reads}' if args.verify_identity else 'off'}; "
+          f"greyed because {s['grey_reasons'] or 'nothing'}")
     print(f"photos: {n} x {'640x480' if args.real else args.size} ({'identity photos' if args.real else 'SynthFaces scenes'}), "
           f"faces {s['faces']}: {s['actions']}")
     print(f"model load {t_load:.2f} s; obscure median {statistics.median(per):.3f} s/photo (without read/write)")

@@ -4,13 +4,14 @@ photos reported and `--strict`."""
 from argparse import Namespace
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from upgan_lib import detect as dt
 from upgan_lib.obscure import FixedAttributes, FoundFace, ObscureConfig, Obscurer, obscure_path
-from upgan_lib.swap import SwapConfig
+from upgan_lib.swap import SwapConfig, clamp_box, face_region_box, is_grey_fill
 
 PASTE = ObscureConfig(swap=SwapConfig(blend="paste", colour_match=False))
 
@@ -197,7 +198,7 @@ def test_tiny_centerface_face_is_greyed_and_says_why():
     res = Obscurer(PASTE, finder=Fixed([face]), faces=Painted()).obscure(_photo())
     (r,) = res.faces
     assert r["action"] == "greyed" and r["reason"] in ("landmarks_failed", "too_small")
-    assert (res.image[100, 100] == 128).all()
+    assert is_grey_fill(res.image[100, 100])
 
 
 def test_face_found_only_turned_is_obscured_and_reported_upright():
@@ -314,35 +315,38 @@ def test_verify_identity_replaces_more_strongly_before_it_greys():
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
     cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))  # Poisson first, as the paper
     attrs = FixedAttributes(age=30, gender=1, race=0)
-    # still the same person after Poisson and after feathering: a face 20 years older is feathered in
+    # still the same person after Poisson, feathering and blurring what is around it: a face 20
+    # years older is feathered in
     faces = AgeRecording()
     obs = Obscurer(cfg, finder=Fixed([face]), faces=faces, attributes=attrs)
-    obs._recogniser = ScriptedRecogniser([0.3, 0.5, 0.8])
+    obs._recogniser = ScriptedRecogniser([0.3, 0.5, 0.55, 0.85])
     (r,) = obs.obscure(_photo(5)).faces
-    assert r["action"] == "replaced" and r["blend"] == "alpha" and r["identity_distance"] == 0.8
-    assert [a["distance"] for a in r["identity_attempts"]] == [0.3, 0.5]
+    assert r["action"] == "replaced" and r["blend"] == "alpha" and r["identity_distance"] == 0.85
+    assert [a["distance"] for a in r["identity_attempts"]] == [0.3, 0.5, 0.55] and r["context_blurred"]
     assert r["age_shifted_by"] == 20 and r["utility"]["age"] == 50 and faces.ages == [30, 50]
-    # changed once feathered in: the age is kept
+    # changed once feathered in (near the threshold, so blurring around it is tried, but reads
+    # closer and is undone): the age is kept
     obs = Obscurer(cfg, finder=Fixed([face]), faces=AgeRecording(), attributes=attrs)
-    obs._recogniser = ScriptedRecogniser([0.4, 0.7])
+    obs._recogniser = ScriptedRecogniser([0.4, 0.7, 0.65])
     (r,) = obs.obscure(_photo(5)).faces
     assert r["action"] == "replaced" and "age_shifted_by" not in r and r["utility"]["age"] == 30
+    assert r["context_blurred_distance"] == 0.65 and "context_blurred" not in r
     # changed at once: nothing more is done
     obs._recogniser = ScriptedRecogniser([0.9])
     (r,) = obs.obscure(_photo(5)).faces
     assert r["action"] == "replaced" and "identity_attempts" not in r and "blend" not in r
     # just above dlib's 0.6 is not enough (another box may read it below): feathered in
-    obs._recogniser = ScriptedRecogniser([0.62, 0.7])
+    obs._recogniser = ScriptedRecogniser([0.62, 0.7, 0.69])
     (r,) = obs.obscure(_photo(5)).faces
     assert r["action"] == "replaced" and [a["distance"] for a in r["identity_attempts"]] == [0.62]
-    # the same person after every step (Poisson, feathered, 20 and 35 years older): greyed, and
-    # the report says what was tried
+    # the same person after every step (Poisson, feathered, surroundings blurred, 20 and 35 years
+    # older): greyed, and the report says what was tried
     faces = AgeRecording()
     obs = Obscurer(cfg, finder=Fixed([face]), faces=faces, attributes=attrs)
-    obs._recogniser = ScriptedRecogniser([0.3, 0.3, 0.3, 0.3])
+    obs._recogniser = ScriptedRecogniser([0.3] * 5)
     (r,) = obs.obscure(_photo(5)).faces
     assert r["action"] == "greyed" and r["reason"] == "identity_kept" and r["was"] == "replaced"
-    assert len(r["identity_attempts"]) == 3 and faces.ages == [30, 50, 65]
+    assert len(r["identity_attempts"]) == 4 and faces.ages == [30, 50, 65]
     # no retries asked for: greyed at once
     obs = Obscurer(replace(cfg, identity_retries=()), finder=Fixed([face]), faces=Painted(), attributes=attrs)
     obs._recogniser = ScriptedRecogniser([0.3])
@@ -416,18 +420,18 @@ def test_a_face_found_again_turned_is_not_obscured_twice():
     res = obs.obscure(_photo(5))
     (r,) = res.faces
     assert (r["action"], r["reason"], r["found_again_turned"]) == ("greyed", "identity_kept", [90])
-    assert (res.image[240, 320] == 128).all()
+    assert is_grey_fill(res.image[240, 320])
 
 
 class GreyLooksLikeTheOriginal:
-    """Stand-in recogniser: a box more than a third flat grey is one person, any other box is
+    """Stand-in recogniser: a box more than a third greyed out is one person, any other box is
     the original person (as dlib may read a partly grey box as somebody it is not)."""
 
     SAME_PERSON = 0.6
 
     def descriptor(self, rgb, box):
         x0, y0, x1, y1 = (int(v) for v in box)
-        return np.full(128, 5.0 if (rgb[y0:y1, x0:x1] == 128).all(-1).mean() > 0.35 else 0.0, np.float32)
+        return np.full(128, 5.0 if is_grey_fill(rgb[y0:y1, x0:x1]).mean() > 0.35 else 0.0, np.float32)
 
 
 def test_a_face_found_turned_is_checked_against_the_original_not_the_output():
@@ -444,6 +448,10 @@ def test_a_face_found_turned_is_checked_against_the_original_not_the_output():
     assert (b["rotation"], b["action"], b["reason"]) == (90, "greyed", "identity_kept")
 
 
+def _centre(box) -> tuple:
+    return round((box[0] + box[2]) / 2, 3), round((box[1] + box[3]) / 2, 3)
+
+
 class GreyIsSame:
     """Stand-in recogniser: face ``left`` is another person once replaced, unless grey covers
     part of it (a grey region read with the face brings the person back); every other face
@@ -452,14 +460,14 @@ class GreyIsSame:
     SAME_PERSON = 0.6
 
     def __init__(self, left_box):
-        self.left_box, self.original = tuple(left_box), None
+        self.left_centre, self.original = _centre(left_box), None
 
-    def descriptor(self, rgb, box):
+    def descriptor(self, rgb, box):  # the left face is read in a box about its centre
         self.original = rgb if self.original is None else self.original
-        if rgb is self.original or tuple(box) != self.left_box:
+        if rgb is self.original or _centre(box) != self.left_centre:
             return np.zeros(128, np.float32)
         x0, y0, x1, y1 = (int(v) for v in box)
-        grey = (rgb[y0:y1, x0:x1] == 128).all(-1).mean()
+        grey = is_grey_fill(rgb[y0:y1, x0:x1]).mean()
         return np.full(128, 0.0 if grey > 0.05 else 0.1, np.float32)
 
 
@@ -481,7 +489,7 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
     assert a["action"] == "replaced" and "rechecked" not in a and b["action"] == "greyed"
 
 
-def test_a_face_near_the_threshold_is_feathered_in_when_that_reads_farther():
+def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_when_that_reads_farther():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
     cfg = ObscureConfig(verify_identity=True, feather_margin=0.12, swap=SwapConfig(colour_match=False))
@@ -491,18 +499,22 @@ def test_a_face_near_the_threshold_is_feathered_in_when_that_reads_farther():
         obs._recogniser = ScriptedRecogniser(script)
         return obs.obscure(_photo(5))
 
-    # passed at 0.65, below 0.72: feathered in, which reads farther, so it stays
+    # passed at 0.65, below 0.72: its surroundings blurred and the face feathered in over them,
+    # which reads farther, so it stays
     (r,) = run([0.65, 0.8]).faces
-    assert (r["action"], r["blend"], r["identity_distance"]) == ("replaced", "alpha", 0.8)
-    # feathered reads closer: the blended face is put back, exactly as it was
+    assert (r["action"], r["blend"], r["context_blurred"], r["identity_distance"]) == ("replaced", "alpha", True, 0.8)
+    # that reads closer: the blended face is put back, exactly as it was
     res = run([0.65, 0.62])
     (r,) = res.faces
     assert r["action"] == "replaced" and "blend" not in r and "identity_attempts" not in r
-    assert (r["identity_distance"], r["feathered_distance"]) == (0.65, 0.62)
+    assert (r["identity_distance"], r["context_blurred_distance"]) == (0.65, 0.62) and "context_blurred" not in r
     assert np.array_equal(res.image, run([0.65], replace(cfg, feather_margin=0.0)).image)
+    # without the context retry, the strongest one left is feathering
+    (r,) = run([0.65, 0.62], replace(cfg, identity_retries=("alpha", "age"))).faces
+    assert (r["identity_distance"], r["feathered_distance"]) == (0.65, 0.62)
     # far enough at once: nothing more is done
     (r,) = run([0.75]).faces
-    assert "blend" not in r and "feathered_distance" not in r
+    assert "blend" not in r and "context_blurred_distance" not in r
 
 
 class SameOnlyInTheCnnBox:
@@ -524,11 +536,42 @@ class SameOnlyInTheCnnBox:
 
 def test_two_reads_catch_a_face_still_the_same_in_another_detectors_box():
     face = _face(320, 240)
-    for reads, action in ((1, "replaced"), (2, "greyed")):
+    for reads, action in ((("own",), "replaced"), (("own", "cnn"), "greyed")):
         obs = Obscurer(replace(PASTE, verify_identity=True, identity_reads=reads), finder=Fixed([face]),
                        faces=Painted(), attributes=FixedAttributes())
         obs._recogniser = SameOnlyInTheCnnBox(face.box)
         (r,) = obs.obscure(_photo(5)).faces
         assert r["action"] == action
-    with pytest.raises(ValueError, match="identity_reads"):
-        ObscureConfig(identity_reads=3)
+    for bad in ((), ("own", "sideways"), ("own", "own"), "own"):
+        with pytest.raises(ValueError, match="identity_reads"):
+            ObscureConfig(identity_reads=bad)
+
+
+def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
+    face, photo = _face(320, 240), _photo(5)
+    cfg = replace(PASTE, verify_identity=True, identity_retries=("context",))
+    obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
+    obs._recogniser = ScriptedRecogniser([0.3, 0.9])  # the same person pasted in; another once blurred around
+    res = obs.obscure(photo)
+    (r,) = res.faces
+    assert (r["action"], r["context_blurred"], r["identity_distance"]) == ("replaced", True, 0.9)
+    plain = Obscurer(PASTE, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes()).obscure(photo)
+    x0, y0, x1, y1 = clamp_box(face_region_box(face.box, face.landmarks68, cfg.grey_margin), 640, 480)
+    region = np.zeros(photo.shape[:2], bool)
+    region[y0:y1, x0:x1] = True
+    pasted = (plain.image != photo).any(-1)  # the generated face
+    changed = (res.image != plain.image).any(-1)
+    assert not changed[~region].any()  # nothing outside the face's region moves
+    inner = cv2.erode(pasted.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    assert inner.sum() > 1000 and not changed[inner].any()  # the generated face is feathered in as sharp as it was
+    around = region & ~pasted
+    assert changed[around].mean() > 0.9
+    # blurred: the noise photo's pixel-to-pixel jumps are gone there
+    both = around[:, 1:] & around[:, :-1]
+
+    def jumps(img):
+        return np.abs(np.diff(img.astype(int), axis=1)).max(-1)[both].mean()
+
+    assert jumps(res.image) < 0.1 * jumps(photo)
+    with pytest.raises(ValueError, match="context_blur"):
+        ObscureConfig(context_blur=0)

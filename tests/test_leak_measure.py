@@ -1,10 +1,12 @@
 """How `upgan_lib.leak.measure` counts, on drawn photos and stand-ins: a face left as it was, a
-face still the same person, and a match on a box that is all flat grey, counted apart."""
+face still the same person, and a match on a box that is all fail-closed grey, counted apart."""
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from upgan_lib.leak import BLANK, Case, grey_fraction, measure
+from upgan_lib.swap import grey_checker
 
 
 class Recolour:
@@ -22,7 +24,7 @@ class Recolour:
 
 
 class BrightIsAnother:
-    """Stand-in recogniser: a face turned bright is another person; anything else, a flat grey
+    """Stand-in recogniser: a face turned bright is another person; anything else, a greyed-out
     square included, is still the same person."""
 
     SAME_PERSON = 0.6
@@ -32,19 +34,21 @@ class BrightIsAnother:
         return np.array([float(rgb[y0:y1, x0:x1].mean() > 200)])
 
 
-def test_grey_fraction_counts_exact_grey_only():
-    img = np.full((10, 10, 3), 128, np.uint8)
-    img[:5] = 127
+def test_grey_fraction_counts_the_fill_exactly():
+    img = grey_checker(10, 10, 2)  # the fail-closed fill's two greys
+    img[:5, :, 0] += 1  # no longer grey
     assert grey_fraction(img, (0, 0, 10, 10)) == 0.5
     assert grey_fraction(img, (-5, 5, 20, 20)) == 1.0  # clamped to the photo
     assert grey_fraction(img, (20, 20, 30, 30)) == 0.0
+    flat = np.full((10, 10, 3), 128, np.uint8)
+    assert grey_fraction(flat, (0, 0, 10, 10)) == 0.0 and grey_fraction(flat, (0, 0, 10, 10), (128, 128)) == 1.0
 
 
 def test_measure_counts_unchanged_same_person_and_grey_matches_apart():
     rgb = np.full((100, 300, 3), 60, np.uint8)
     boxes = [(0, 0, 100, 100), (100, 0, 200, 100), (200, 0, 300, 100)]
     fills = [(boxes[0], None),  # left as it was: unchanged, and the same person
-             (boxes[1], 128),  # greyed: the stand-in still matches it (as dlib may match a blank)
+             (boxes[1], 192),  # greyed: the stand-in still matches it (as dlib may match a blank)
              (boxes[2], 250)]  # changed to another person
     res = measure([Case("p", rgb, boxes)], Recolour(fills), BrightIsAnother())
     assert [x.get("obscurer_box") for x in res.records] == [None, list(boxes[1]), list(boxes[2])]
@@ -62,3 +66,24 @@ def test_judge_box_offsets_are_medians_against_the_matching_obscurer_box():
             {"box": [100, 90, 200, 190], "obscurer_box": [100, 100, 200, 200]}]  # up 10 %
     assert judge_box_offsets(recs) == {"faces": 2, "centre_x": -0.025, "centre_y": -0.15, "width": 1.0, "height": 1.0}
     assert judge_box_offsets([{"box": [0, 0, 1, 1]}]) is None
+
+
+def test_known_judge_boxes_are_reused_and_checked_against_the_judge():
+    from upgan_lib.leak import KnownBoxes, photo_cases
+
+    calls = []
+
+    def judge(rgb):
+        calls.append(rgb)
+        return [(1.0, 2.0, 30.0, 40.0)] if rgb.mean() > 0 else []
+
+    lit, dark = np.full((50, 50, 3), 9, np.uint8), np.zeros((50, 50, 3), np.uint8)
+    known = KnownBoxes({"lit": [[1, 2, 30, 40]], "dark": []}, recheck_every=2)
+    cases = photo_cases([("lit", lit), ("dark", dark), ("lit", lit), ("new", lit)], judge, known)
+    assert [c.boxes for c in cases] == [[(1.0, 2.0, 30.0, 40.0)], [], [(1.0, 2.0, 30.0, 40.0)], [(1.0, 2.0, 30.0, 40.0)]]
+    # the 1st and 3rd known photo judged again, the new one judged: 3 runs of the judge, not 4
+    assert (known.used, known.rechecked, len(calls)) == (3, 2, 3)
+    # boxes from another judge stop the run
+    wrong = KnownBoxes({"lit": [[5, 2, 30, 40]]}, recheck_every=1)
+    with pytest.raises(ValueError, match="another judge"):
+        photo_cases([("lit", lit)], judge, wrong)

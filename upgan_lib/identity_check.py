@@ -12,14 +12,16 @@ afterwards. Everything done is in the face's report.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 
+import cv2
 import numpy as np
 
 from .detect import iou
 from .recognise import FaceRecogniser
-from .swap import swap_face
+from .swap import clamp_box, face_region_box, swap_face
 from .utility import AGE_SCALE
 
 
@@ -28,6 +30,14 @@ def _read_area(box, pad: float = 0.25) -> tuple:
     x0, y0, x1, y1 = box
     px, py = pad * (x1 - x0), pad * (y1 - y0)
     return x0 - px, y0 - py, x1 + px, y1 + py
+
+
+def wide_box(box, scale: float = 1.25) -> tuple:
+    """``box`` grown ``scale`` times about its centre: the box a detector that boxes faces
+    loosely draws (dlib's landmarks, fitted in it, then settle elsewhere on a generated face)."""
+    x0, y0, x1, y1 = box
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, scale * (x1 - x0) / 2, scale * (y1 - y0) / 2
+    return cx - hw, cy - hh, cx + hw, cy + hh
 
 
 def cnn_like_box(box) -> tuple:
@@ -39,6 +49,11 @@ def cnn_like_box(box) -> tuple:
     w, h = x1 - x0, y1 - y0
     cx, cy = (x0 + x1) / 2 - 0.05 * w, (y0 + y1) / 2 - 0.065 * h
     return cx - 0.49 * w, cy - 0.49 * h, cx + 0.49 * w, cy + 0.49 * h
+
+
+READ_BOX = {"own": tuple, "wide": wide_box, "cnn": cnn_like_box}
+KEEPS_UTILITY = ("alpha", "context")  # retry steps that give up no utility, weakest first
+STEP_NAMES = {"alpha": "feathered", "context": "context_blurred"}
 
 
 class IdentityCheck:
@@ -62,9 +77,12 @@ class IdentityCheck:
             try:
                 before = photo.before[i] = [self._recogniser.descriptor(photo.rgb, b) for b in self._reads(f.box)]
                 d = self._identity_distance(photo, i, before)
-                for step in self._retry_steps(i in photo.swapped):
-                    if step[0] == "alpha" and changed <= d < self._feather_below():
-                        d = self._feather_if_farther(photo, i, before, d)
+                steps = self._retry_steps(i in photo.swapped)
+                near = self._near_threshold_step(steps)
+                for step in steps:
+                    if changed <= d < self._feather_below():
+                        if step == near:
+                            d = self._keep_if_farther(photo, i, step, before, d)
                         continue
                     if d >= changed:
                         break
@@ -84,16 +102,24 @@ class IdentityCheck:
         feathered only when that reads farther): 0.6 + ``feather_margin``."""
         return self._recogniser.SAME_PERSON + max(self.cfg.feather_margin, self.cfg.identity_margin)
 
-    def _feather_if_farther(self, photo: "_Photo", i: int, before: list, d: float) -> float:
-        """Feather face ``i`` in (the "alpha" retry) although it passed at distance ``d``; keep the
-        feathered face if it reads farther from the original, else put the blended one back."""
-        kept = photo.out.copy(), dict(photo.reports[i]), len(photo.touched)
-        d_alpha = self._retry(photo, i, ("alpha", 0.0), before, d)
-        if d_alpha >= d:
-            return d_alpha
+    @staticmethod
+    def _near_threshold_step(steps: list):
+        """The retry a face that passed near the threshold is given: the strongest of ``steps``
+        that keeps every piece of utility (None: there is none)."""
+        kept = [s for s in steps if s[0] in KEEPS_UTILITY]
+        return max(kept, key=lambda s: KEEPS_UTILITY.index(s[0]), default=None)
+
+    def _keep_if_farther(self, photo: "_Photo", i: int, step: tuple, before: list, d: float) -> float:
+        """Take a retry ``step`` that keeps every piece of utility ("alpha", "context") on face
+        ``i`` although it passed at distance ``d``; keep the result if it reads farther from the
+        original, else put the face back as it was (the report gives ``<step>_distance``)."""
+        kept = photo.out.copy(), copy.deepcopy(photo.reports[i]), len(photo.touched)
+        d_step = self._retry(photo, i, step, before, d)
+        if d_step >= d:
+            return d_step
         photo.out, photo.reports[i] = kept[0], kept[1]
         del photo.touched[kept[2]:]
-        photo.reports[i]["feathered_distance"] = round(d_alpha, 3)
+        photo.reports[i][f"{STEP_NAMES[step[0]]}_distance"] = round(d_step, 3)
         return d
 
     def _changed_from(self) -> float:
@@ -133,9 +159,9 @@ class IdentityCheck:
         return steps
 
     def _reads(self, box) -> list:
-        """The boxes a face is read in: its own, and with ``identity_reads=2`` also the box dlib's
-        CNN detector tends to draw around the same face (:func:`cnn_like_box`)."""
-        return [box] if self.cfg.identity_reads == 1 else [box, cnn_like_box(box)]
+        """The boxes a face is read in (``identity_reads``): its own, :func:`wide_box`,
+        :func:`cnn_like_box`."""
+        return [READ_BOX[name](box) for name in self.cfg.identity_reads]
 
     def _identity_distance(self, photo: "_Photo", i: int, before: list) -> float:
         """dlib descriptor distance between face ``i`` as it was and as it is now; reported."""
@@ -150,6 +176,8 @@ class IdentityCheck:
         (kind, years), (al, face, prob, util) = step, photo.swapped[i]
         tried = photo.reports[i].setdefault("identity_attempts", [])
         tried.append({"blend": photo.reports[i].get("blend", self.cfg.swap.blend), "distance": round(d, 3)})
+        if kind == "context":
+            self._blur_context(photo, i)
         if kind == "age":
             if self.cfg.method != "upgan":
                 return d  # k-same averages faces: no attribute to move
@@ -167,6 +195,22 @@ class IdentityCheck:
         photo.touched.append((i, list(r.box)))
         photo.reports[i].update(region=list(r.box), coverage=round(r.coverage, 3), blend="alpha")
         return self._identity_distance(photo, i, before)
+
+    def _blur_context(self, photo: "_Photo", i: int) -> None:
+        """The "context" retry, before the face is blended in again: blur face ``i``'s whole
+        region (what a grey would cover: jaw, ears, hairline) with a Gaussian of sigma
+        ``context_blur`` x the face's width, so that only the generated face is sharp there."""
+        f = photo.found[i]
+        h, w = photo.out.shape[:2]
+        x0, y0, x1, y1 = clamp_box(face_region_box(f.box, f.landmarks68, self.cfg.grey_margin), w, h)
+        if x1 <= x0 or y1 <= y0:
+            return
+        sigma = max(1.0, self.cfg.context_blur * (f.box[2] - f.box[0]))
+        out = photo.out.copy()
+        out[y0:y1, x0:x1] = cv2.GaussianBlur(out[y0:y1, x0:x1], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        photo.out = out
+        photo.touched.append((i, [x0, y0, x1, y1]))
+        photo.reports[i]["context_blurred"] = True
 
     def _keep_out(self, photo: "_Photo", i: int, d: float, why: str) -> None:
         """Face ``i`` is still (or may still be) the same person: grey it, saying what it was."""

@@ -9,10 +9,10 @@ HOG and CenterFace, :mod:`upgan_lib.detect`). For every face the judge finds in 
   face was not obscured at all;
 * **same person**: dlib's face recogniser (:class:`upgan_lib.recognise.FaceRecogniser`) puts the
   original and the output, both read in the judge's box, closer than 0.6 - dlib's own rule.
-  Of those, the ones whose judge box is at least ``BLANK`` flat grey in the output (the grey
-  `upgan obscure` fails closed with) are counted apart as well: nothing of the face is left
-  there, and dlib's recogniser reads a blank square as close to some faces (distances 0.4-0.6
-  from a few originals), so such a match says more about the recogniser than about a leak.
+  Of those, the ones whose judge box is at least ``BLANK`` fail-closed grey in the output (the
+  grey checkerboard `upgan obscure` fails closed with) are counted apart as well: nothing of the
+  face is left there, so such a match says more about the recogniser than about a leak (a flat
+  grey square, the fill before the checkerboard, read as 0.4-0.6 from a few originals).
 
 **Constructed cases** (:func:`constructed_cases`) are built at run time from photos whose face
 the judge found, by synthetic composition, and never stored: the photo turned by 90, 180 and
@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .detect import iou
+from .swap import GREY_LEVELS, is_grey_fill
 
 
 @dataclass
@@ -179,16 +180,17 @@ def constructed_cases(photos: list, judge, landmarker=None, seed: int = 0) -> li
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
-#: a judge box at least this much flat grey in the output holds nothing of the face
+#: a judge box at least this much fail-closed grey in the output holds nothing of the face
 BLANK = 0.9
 
 
-def grey_fraction(img: np.ndarray, box, value: int = 128) -> float:
-    """Fraction of ``box`` (clamped to ``img``) that is exactly grey ``value`` in every channel."""
+def grey_fraction(img: np.ndarray, box, levels=GREY_LEVELS) -> float:
+    """Fraction of ``box`` (clamped to ``img``) that is exactly one of the fail-closed fill's grey
+    ``levels`` (:func:`upgan_lib.swap.grey_out`) in every channel."""
     h, w = img.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     crop = img[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
-    return float((crop == value).all(-1).mean()) if crop.size else 0.0
+    return float(is_grey_fill(crop, levels).mean()) if crop.size else 0.0
 
 
 @dataclass
@@ -265,6 +267,33 @@ def judge_box_offsets(records: list) -> dict | None:
             "width": round(float(m[2]), 3), "height": round(float(m[3]), 3)}
 
 
-def photo_cases(photos: list, judge) -> list:
-    """Each photo as it is, with the judge's boxes (photos where it finds none are kept: 0 faces)."""
-    return [Case(name, rgb, judge(rgb)) for name, rgb in photos]
+class KnownBoxes:
+    """The judge's boxes from an earlier run, by photo name (its ``judge_boxes``), so that the
+    judge (most of a run's time) runs again only on photos it has not seen. They are trusted
+    only while they agree: one known photo in ``recheck_every`` is judged again, and boxes more
+    than ``tol`` px apart stop the run (:class:`ValueError`): they came from another judge."""
+
+    def __init__(self, boxes: dict, recheck_every: int = 50, tol: float = 1.0):
+        self.boxes = {name: [tuple(float(v) for v in b) for b in bs] for name, bs in boxes.items()}
+        self.recheck_every, self.tol = recheck_every, tol
+        self.used = self.rechecked = 0
+
+    def __call__(self, name: str, rgb: np.ndarray, judge) -> list:
+        if name not in self.boxes:
+            return judge(rgb)
+        known = self.boxes[name]
+        self.used += 1
+        if self.recheck_every and (self.used - 1) % self.recheck_every == 0:
+            self.rechecked += 1
+            fresh = judge(rgb)
+            if len(fresh) != len(known) or any(max(abs(a - b) for a, b in zip(f, k)) > self.tol
+                                               for f, k in zip(sorted(fresh), sorted(known))):
+                raise ValueError(f"the judge's boxes for {name} now are {fresh}, the known ones {known}: "
+                                 "they come from another judge, dlib version or photo; run without them")
+        return list(known)
+
+
+def photo_cases(photos: list, judge, known: KnownBoxes | None = None) -> list:
+    """Each photo as it is, with the judge's boxes (photos where it finds none are kept: 0 faces);
+    ``known``: boxes from an earlier run, re-used where they are known."""
+    return [Case(name, rgb, known(name, rgb, judge) if known else judge(rgb)) for name, rgb in photos]

@@ -373,9 +373,9 @@ class Obscurer(IdentityCheck):
         return photo
 
     def _grey(self, photo: _Photo, i: int, reason: str, message: str) -> None:
-        """Fail closed: flat grey over face ``i``'s region, reported with why."""
+        """Fail closed: a grey checkerboard over face ``i``'s region, reported with why."""
         f = photo.found[i]
-        b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_value)
+        b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_levels)
         photo.reports[i].update(action="greyed", reason=reason, detail=message, region=list(b))
         photo.touched.append((i, list(b)))
 

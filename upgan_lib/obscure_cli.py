@@ -19,7 +19,7 @@ from .face_sources import parse_fixed_attributes, shipped_model
 from .imagefile import SKIP_REASONS
 from .landmarks import ModelNotFound
 from .obscure import Obscurer
-from .obscure_config import METHODS, ObscureConfig, ObscureError
+from .obscure_config import METHODS, READ_BOXES, ObscureConfig, ObscureError
 from .obscure_folder import obscure_path, write_report
 from .swap import SwapConfig
 
@@ -61,11 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="check every obscured face with dlib's recogniser (~0.1 s/face): a replaced face that is "
                         "not clearly another person (distance < 0.63) is replaced more strongly (feathered in, then "
-                        "with its age moved 20, then 35 years), and greyed if it still is; a blurred/pixelated "
-                        "one is greyed (default: on)")
-    p.add_argument("--identity-reads", type=int, choices=(1, 2), default=1,
-                   help="read each face for the identity check in its own box (1), or also in the box dlib's "
-                        "CNN detector would draw (2: stricter, about 0.2 s more per face)")
+                        "over its surroundings blurred, then with its age moved 20, then 35 years), and greyed if it "
+                        "still is; a blurred/pixelated one is greyed (default: on)")
+    p.add_argument("--identity-reads", default=",".join(ObscureConfig().identity_reads),
+                   help="the boxes each face is read in for the identity check, any of own (its box), wide (1.25x "
+                        "its box), cnn (where dlib's CNN detector would box it); it has to read as another person "
+                        "in all of them (about 0.1 s per box and face; default: %(default)s)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when a photo has no face found (it is still written, unchanged)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -101,11 +102,16 @@ def _config(args) -> ObscureConfig:
     detectors = tuple(d.strip() for d in str(getattr(args, "detectors", "hog,centerface")).split(",") if d.strip())
     if not detectors or any(d not in ("hog", "centerface") for d in detectors):
         raise ObscureError(f"--detectors {getattr(args, 'detectors', '')!r}: use hog, centerface or hog,centerface")
+    asked = getattr(args, "identity_reads", None) or ",".join(ObscureConfig().identity_reads)
+    reads = tuple(r.strip() for r in str(asked).split(",") if r.strip())
+    if not reads or any(r not in READ_BOXES for r in reads):
+        raise ObscureError(f"--identity-reads {getattr(args, 'identity_reads', '')!r}: use any of "
+                           f"{', '.join(READ_BOXES)}, comma-separated")
     return ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
-                         identity_reads=getattr(args, "identity_reads", 1))
+                         identity_reads=tuple(dict.fromkeys(reads)))
 
 
 def _obscurer(args, cfg: ObscureConfig) -> Obscurer:

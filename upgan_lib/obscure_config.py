@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .config import resolve_preset
-from .swap import SwapConfig
+from .swap import GREY_LEVELS, SwapConfig
 
 METHODS = ("upgan", "blur", "pixelate", "ksame", "gray")
 #: the steps ``verify_identity`` may take for a replaced face that is still the same person
-IDENTITY_RETRIES = ("alpha", "age")
+IDENTITY_RETRIES = ("alpha", "context", "age")
+READ_BOXES = ("own", "wide", "cnn")
 
 
 class ObscureError(RuntimeError):
@@ -33,7 +34,8 @@ class ObscureConfig:
         ``baselines.opencv_sigma``) or pixelation block, in aligned 128-frame pixels (paper: 5,
         15, 25); scaled by each face's size in the photo, so a face gets the same obscuration
         whatever its resolution.
-    grey_value, grey_margin: the fail-closed fill: flat grey over the face box grown by margin.
+    grey_levels, grey_margin: the fail-closed fill: a checkerboard of these two grey levels over
+        the face box grown by margin (:func:`upgan_lib.swap.grey_out`; ``(128, 128)``: flat grey).
     ksame_k: faces averaged by k-same.
     detectors: ("hog", "centerface") (default: every face either finds is obscured), or one of
         them; CenterFace searches every photo at full resolution in tiles and a pyramid
@@ -56,17 +58,25 @@ class ObscureConfig:
     identity_retries: the steps tried, in order, for a replaced face that is still the same
         person: ``"alpha"`` - the same generated face, feathered in (``SwapConfig(blend="alpha")``)
         instead of Poisson-blended, so it replaces the face under the mask instead of lending it
-        only its gradients (the photo's shading, which carries identity, goes); ``"age"`` - a face
-        generated with the estimated age moved by each of ``retry_age_shifts`` years in turn
-        (towards 45), feathered in: the one piece of utility given up, and the report says so.
-    feather_margin: a blended face that passed, but reads closer than ``0.6 + feather_margin``,
-        is feathered in all the same, and kept so when that reads farther from the original
-        (else the blended one is put back and the report gives ``feathered_distance``): feathering
-        keeps every piece of utility, and distances near the threshold are where another reader
-        of the photo disagrees. Not above ``identity_margin``: off.
-    identity_reads: 1 - a face is read in its own box; 2 - also in the box dlib's CNN detector
-        tends to draw around it, and it counts as changed only if it has changed in both (about
-        0.2 s more per face: ``upgan obscure --identity-reads 2``).
+        only its gradients (the photo's shading, which carries identity, goes); ``"context"`` -
+        the face's whole region (what a grey would cover: jaw, ears, hairline) blurred with a
+        Gaussian of sigma ``context_blur`` x the face's width, and the generated face blended
+        in again over it: what is left of the person around the new face goes, the utility
+        stays; ``"age"`` - a face generated with the estimated age moved by each of
+        ``retry_age_shifts`` years in turn (towards 45), feathered in: the one piece of utility
+        given up, and the report says so.
+    feather_margin: a face that passed, but reads closer than ``0.6 + feather_margin``, goes
+        through the retries that keep every piece of utility ("alpha", "context") all the same,
+        each kept only when it reads farther from the original (else the face is put back as it
+        was and the report gives ``feathered_distance`` / ``context_blurred_distance``):
+        distances near the threshold are where another reader of the photo disagrees. Not above
+        ``identity_margin``: off.
+    identity_reads: the boxes a face is read in, out of ``READ_BOXES``: ``"own"`` (its box),
+        ``"wide"`` (its box grown 1.25 times about its centre), ``"cnn"`` (the box dlib's CNN
+        detector tends to draw around it); it counts as changed only if it has changed in each
+        (about 0.1 s per box and read). Default ``("wide",)``: dlib's landmarks, started from a
+        loose box, settle where a generated face still resembles the original more often than
+        from the detector's own box, so the check errs on the side of privacy.
     """
 
     method: str = "upgan"
@@ -74,14 +84,15 @@ class ObscureConfig:
     detectors: tuple = ("hog", "centerface")
     search_rotations: bool = True
     verify_identity: bool = False
-    identity_retries: tuple = ("alpha", "age")
+    identity_retries: tuple = ("alpha", "context", "age")
     identity_margin: float = 0.03
-    feather_margin: float = 0.12
-    identity_reads: int = 1
+    feather_margin: float = 0.2
+    identity_reads: tuple = ("wide",)
+    context_blur: float = 0.08
     retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
-    grey_value: int = 128
+    grey_levels: tuple = GREY_LEVELS
     grey_margin: float = 0.15
     ksame_k: int = 10
     swap: SwapConfig = field(default_factory=SwapConfig)
@@ -91,8 +102,13 @@ class ObscureConfig:
             raise ValueError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.detect_max_side < 64:
             raise ValueError(f"detect_max_side must be at least 64, got {self.detect_max_side}")
-        if self.identity_reads not in (1, 2):
-            raise ValueError(f"identity_reads must be 1 or 2, got {self.identity_reads}")
+        reads = self.identity_reads
+        if isinstance(reads, str) or not reads or any(r not in READ_BOXES for r in reads) or len(set(reads)) < len(reads):
+            raise ValueError(f"identity_reads must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
+        if not self.context_blur > 0:
+            raise ValueError(f"context_blur must be positive, got {self.context_blur}")
+        if len(self.grey_levels) != 2 or not all(0 <= int(v) <= 255 for v in self.grey_levels):
+            raise ValueError(f"grey_levels must be two grey levels 0-255, got {self.grey_levels!r}")
         unknown = [r for r in self.identity_retries if r not in IDENTITY_RETRIES]
         if unknown:
             raise ValueError(f"unknown identity retry {unknown[0]!r}: use any of {', '.join(IDENTITY_RETRIES)}")

@@ -151,15 +151,41 @@ def face_region_box(box, landmarks68: np.ndarray | None = None, margin: float = 
     return expand_box((x0, y0, x1, y1), margin)
 
 
+#: the two grey levels of the fail-closed fill's checkerboard
+GREY_LEVELS = (64, 192)
+#: its cell, as a fraction of the face box's width (1/25: about 4 px of dlib's 150 px chip)
+GREY_CELL = 0.04
+
+
+def grey_checker(height: int, width: int, cell: int, levels=GREY_LEVELS, origin=(0, 0)) -> np.ndarray:
+    """uint8 (height, width, 3) checkerboard of the two ``levels``, squares of ``cell`` px
+    anchored at ``origin`` (x, y) of the photo, so that overlapping fills line up."""
+    yy, xx = np.ogrid[origin[1]:origin[1] + height, origin[0]:origin[0] + width]
+    board = np.where((yy // cell + xx // cell) % 2, levels[1], levels[0]).astype(np.uint8)
+    return np.repeat(board[..., None], 3, axis=2)
+
+
+def is_grey_fill(pixels: np.ndarray, levels=GREY_LEVELS) -> np.ndarray:
+    """bool (...): which pixels of an RGB array (..., 3) are exactly one of the fill's ``levels``."""
+    p = np.asarray(pixels)
+    return (p == p[..., :1]).all(-1) & np.isin(p[..., 0], np.asarray(levels, p.dtype))
+
+
 def grey_out(image: np.ndarray, box, landmarks68: np.ndarray | None = None, margin: float = 0.15,
-             value: int = 128) -> tuple:
+             levels=GREY_LEVELS, cell: float = GREY_CELL) -> tuple:
     """Fail-closed obscuration, in place: fill the face's region (see :func:`face_region_box`)
-    with flat grey ``value``. Returns the clamped box that was filled."""
+    with a grey checkerboard (:func:`grey_checker`, squares ``cell`` x the box's width).
+
+    Nothing of the face is left, and a checkerboard reads as nobody: dlib's face recogniser
+    puts a flat grey square closer than 0.6 to about 1 face in 40 (it reads as an average face),
+    this board to none of 254 UTKFace faces, at least 0.63 from each (``levels=(128, 128)``
+    gives the flat fill). Returns the clamped box that was filled."""
     h, w = image.shape[:2]
     b = clamp_box(face_region_box(box, landmarks68, margin), w, h)
     x0, y0, x1, y1 = b
     if x1 > x0 and y1 > y0:
-        image[y0:y1, x0:x1] = value
+        size = max(2, int(round(cell * (float(box[2]) - float(box[0])))))
+        image[y0:y1, x0:x1] = grey_checker(y1 - y0, x1 - x0, size, levels, (x0, y0))
     return b
 
 
