@@ -6,7 +6,7 @@ as far as possible; ``--photos 0``: all 3,789) and for the constructed cases of
 ``upgan_lib.leak`` (rotations, small-face group photos, a 6000x4000 photo, sunglasses; built from
 ``--constructed`` further photos at run time, never stored), prints how many of the faces the judge
 finds are left unchanged in the output and how many are still the same person to dlib's recogniser
-(distance < 0.6), and how many of those are matches on a box left all flat grey (dlib's recogniser
+(distance < 0.6), and how many of those are matches on a box left all grey (dlib's recogniser
 reads a blank square as close to some faces); see ``upgan_lib/leak.py`` for the exact rules.
 
 The obscurer is `upgan obscure`'s default: the generator and attribute estimator shipped with the
