@@ -9,9 +9,8 @@ as `upgan obscure` does (its region from the 68 landmarks, grown by 15 %) with e
 and prints, per fill, how many faces read closer than 0.6 to their original, and the lowest,
 5th-percentile and median distances:
 
-* ``flat128``: flat grey 128, `upgan obscure`'s fill;
-* ``checker``: a checkerboard of greys 64 and 192, squares 1/25 of the face's width
-  (``ObscureConfig(grey_levels=(64, 192))``);
+* ``flat128``: flat grey 128 (the fill before the checkerboard);
+* ``checker``: the default, a checkerboard of greys 64 and 192, squares 1/25 of the face's width;
 * ``checker_bw``: the same in black and white; ``checker_soft``: greys 96 and 160.
 
   python benchmarks/fill_reads.py --utkface 300 --identities 300

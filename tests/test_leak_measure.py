@@ -1,5 +1,5 @@
 """How `upgan_lib.leak.measure` counts, on drawn photos and stand-ins: a face left as it was, a
-face still the same person, and a match on a box that is all flat grey, counted apart."""
+face still the same person, and a match on a box that is all fail-closed grey, counted apart."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,20 +35,20 @@ class BrightIsAnother:
 
 
 def test_grey_fraction_counts_the_fill_exactly():
-    img = np.full((10, 10, 3), 128, np.uint8)
-    img[:5] = 127
+    img = grey_checker(10, 10, 2)  # the fail-closed fill's two greys
+    img[:5, :, 0] += 1  # no longer grey
     assert grey_fraction(img, (0, 0, 10, 10)) == 0.5
     assert grey_fraction(img, (-5, 5, 20, 20)) == 1.0  # clamped to the photo
     assert grey_fraction(img, (20, 20, 30, 30)) == 0.0
-    board = grey_checker(10, 10, 2, (64, 192))  # a checkerboard fill counts with its levels
-    assert grey_fraction(board, (0, 0, 10, 10)) == 0.0 and grey_fraction(board, (0, 0, 10, 10), (64, 192)) == 1.0
+    flat = np.full((10, 10, 3), 128, np.uint8)
+    assert grey_fraction(flat, (0, 0, 10, 10)) == 0.0 and grey_fraction(flat, (0, 0, 10, 10), (128, 128)) == 1.0
 
 
 def test_measure_counts_unchanged_same_person_and_grey_matches_apart():
     rgb = np.full((100, 300, 3), 60, np.uint8)
     boxes = [(0, 0, 100, 100), (100, 0, 200, 100), (200, 0, 300, 100)]
     fills = [(boxes[0], None),  # left as it was: unchanged, and the same person
-             (boxes[1], 128),  # greyed: the stand-in still matches it (as dlib may match a blank)
+             (boxes[1], 192),  # greyed: the stand-in still matches it (as dlib may match a blank)
              (boxes[2], 250)]  # changed to another person
     res = measure([Case("p", rgb, boxes)], Recolour(fills), BrightIsAnother())
     assert [x.get("obscurer_box") for x in res.records] == [None, list(boxes[1]), list(boxes[2])]

@@ -9,10 +9,10 @@ HOG and CenterFace, :mod:`upgan_lib.detect`). For every face the judge finds in 
   face was not obscured at all;
 * **same person**: dlib's face recogniser (:class:`upgan_lib.recognise.FaceRecogniser`) puts the
   original and the output, both read in the judge's box, closer than 0.6 - dlib's own rule.
-  Of those, the ones whose judge box is at least ``BLANK`` flat grey in the output (the grey
-  `upgan obscure` fails closed with) are counted apart as well: nothing of the face is left
-  there, and dlib's recogniser reads a blank square as close to some faces (distances 0.4-0.6
-  from a few originals), so such a match says more about the recogniser than about a leak.
+  Of those, the ones whose judge box is at least ``BLANK`` fail-closed grey in the output (the
+  grey checkerboard `upgan obscure` fails closed with) are counted apart as well: nothing of the
+  face is left there, so such a match says more about the recogniser than about a leak (a flat
+  grey square, the fill before the checkerboard, read as 0.4-0.6 from a few originals).
 
 **Constructed cases** (:func:`constructed_cases`) are built at run time from photos whose face
 the judge found, by synthetic composition, and never stored: the photo turned by 90, 180 and

@@ -10,8 +10,8 @@ from that utility alone, and swap it in (:mod:`upgan_lib.swap`). Other methods (
 
 **Fail closed.** A face that is detected but cannot be replaced - landmarks fail or are
 implausible, the face is too small, the generated mask does not cover the inner face, blending
-fails, anything raises - is filled with flat grey over its region
-(:func:`upgan_lib.swap.grey_out`); it is never left clear. A
+fails, anything raises - is greyed out (a grey checkerboard over its region,
+:func:`upgan_lib.swap.grey_out`); it is never left clear. A
 face whose 68 landmarks fail but which CenterFace found is replaced on CenterFace's 5 points
 before it is greyed. A photo that cannot be read or written produces *no* output file. The JSON
 report lists every photo and every face with its box, the detectors that found it, what was done
@@ -374,7 +374,7 @@ class Obscurer(IdentityCheck):
         return photo
 
     def _grey(self, photo: _Photo, i: int, reason: str, message: str) -> None:
-        """Fail closed: flat grey (or ``grey_levels``' checkerboard) over face ``i``'s region, reported with why."""
+        """Fail closed: a grey checkerboard over face ``i``'s region, reported with why."""
         f = photo.found[i]
         b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_levels)
         photo.reports[i].update(action="greyed", reason=reason, detail=message, region=list(b))

@@ -34,8 +34,8 @@ class ObscureConfig:
         ``baselines.opencv_sigma``) or pixelation block, in aligned 128-frame pixels (paper: 5,
         15, 25); scaled by each face's size in the photo, so a face gets the same obscuration
         whatever its resolution.
-    grey_levels, grey_margin: the fail-closed fill over the face box grown by margin: flat grey
-        128, or a checkerboard of two grey levels (:func:`upgan_lib.swap.grey_out`).
+    grey_levels, grey_margin: the fail-closed fill: a checkerboard of these two grey levels over
+        the face box grown by margin (:func:`upgan_lib.swap.grey_out`; ``(128, 128)``: flat grey).
     ksame_k: faces averaged by k-same.
     detectors: ("hog", "centerface") (default: every face either finds is obscured), or one of
         them; CenterFace searches every photo at full resolution in tiles and a pyramid
@@ -65,12 +65,12 @@ class ObscureConfig:
         stays; ``"age"`` - a face generated with the estimated age moved by each of
         ``retry_age_shifts`` years in turn (towards 45), feathered in: the one piece of utility
         given up, and the report says so.
-    feather_margin: a face that passed, but reads closer than ``0.6 + feather_margin``, is given
-        the strongest retry that keeps every piece of utility ("context" if asked for, else
-        "alpha") all the same, kept only when it reads farther from the original (else the face is
-        put back as it was and the report gives ``context_blurred_distance`` or
-        ``feathered_distance``): distances near the threshold are where another reader of the
-        photo disagrees. Not above ``identity_margin``: off.
+    feather_margin: a face that passed, but reads closer than ``0.6 + feather_margin``, goes
+        through the retries that keep every piece of utility ("alpha", "context") all the same,
+        each kept only when it reads farther from the original (else the face is put back as it
+        was and the report gives ``feathered_distance`` / ``context_blurred_distance``):
+        distances near the threshold are where another reader of the photo disagrees. Not above
+        ``identity_margin``: off.
     identity_reads: the boxes a face is read in, out of ``READ_BOXES``: ``"own"`` (its box),
         ``"wide"`` (its box grown 1.25 times about its centre), ``"cnn"`` (the box dlib's CNN
         detector tends to draw around it); it counts as changed only if it has changed in each

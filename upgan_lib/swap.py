@@ -151,9 +151,9 @@ def face_region_box(box, landmarks68: np.ndarray | None = None, margin: float = 
     return expand_box((x0, y0, x1, y1), margin)
 
 
-#: the fail-closed fill: a checkerboard of these two grey levels; equal, as here, a flat grey
-GREY_LEVELS = (128, 128)
-#: the checkerboard's squares, as a fraction of the face box's width (1/25: ~4 px of dlib's 150 px chip)
+#: the two grey levels of the fail-closed fill's checkerboard
+GREY_LEVELS = (64, 192)
+#: its cell, as a fraction of the face box's width (1/25: about 4 px of dlib's 150 px chip)
 GREY_CELL = 0.04
 
 
@@ -174,11 +174,12 @@ def is_grey_fill(pixels: np.ndarray, levels=GREY_LEVELS) -> np.ndarray:
 def grey_out(image: np.ndarray, box, landmarks68: np.ndarray | None = None, margin: float = 0.15,
              levels=GREY_LEVELS, cell: float = GREY_CELL) -> tuple:
     """Fail-closed obscuration, in place: fill the face's region (see :func:`face_region_box`)
-    with flat grey, or with a checkerboard of two grey ``levels`` (:func:`grey_checker`, squares
-    ``cell`` x the box's width). Nothing of the face is left either way; dlib's face recogniser
-    still reads the fill as some average face, closer than 0.6 to a few people, and a
-    checkerboard does not change that (``benchmarks/fill_reads.py``). Returns the clamped box
-    that was filled."""
+    with a grey checkerboard (:func:`grey_checker`, squares ``cell`` x the box's width).
+
+    Nothing of the face is left either way; dlib's face recogniser reads a flat grey square as
+    an average face, closer than 0.6 to the people near the average, and this board farther
+    from faces, though not from all (``benchmarks/fill_reads.py`` measures it;
+    ``levels=(128, 128)`` gives the flat fill). Returns the clamped box that was filled."""
     h, w = image.shape[:2]
     b = clamp_box(face_region_box(box, landmarks68, margin), w, h)
     x0, y0, x1, y1 = b
