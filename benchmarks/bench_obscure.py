@@ -36,12 +36,6 @@ from pathlib import Path
 import numpy as np
 
 
-def ob_default(name: str):
-    from upgan_lib.obscure_config import ObscureConfig
-
-    return getattr(ObscureConfig(), name)
-
-
 def synthetic_photos(n: int, seed: int = 0, size=(640, 480)):
     from upgan_lib.swap import compose_scene
     from upgan_lib.synthfaces import make_synthfaces
@@ -116,9 +110,15 @@ def main(argv=None) -> int:
     p.add_argument("--detectors", default="hog,centerface", help="as `upgan obscure --detectors`")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="as `upgan obscure --verify-identity` (default: on, as there)")
-    p.add_argument("--identity-reads", type=lambda v: tuple(v.split(",")), default=ob_default("identity_reads"),
+    p.add_argument("--identity-reads", default=None,
                    help="as `upgan obscure --identity-reads` (default: as there)")
     args = p.parse_args(argv)
+    from upgan_lib.obscure_config import ObscureConfig, parse_read_boxes
+
+    try:
+        reads = parse_read_boxes(args.identity_reads) if args.identity_reads else ObscureConfig().identity_reads
+    except ValueError as e:
+        p.error(f"--identity-reads {e}")
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
     import torch
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         # ---- timed: exactly the command's work, model load included
         t0, c0 = time.perf_counter(), time.process_time()
         cfg = ob.ObscureConfig(detectors=tuple(args.detectors.split(",")), verify_identity=args.verify_identity,
-                               identity_reads=args.identity_reads)
+                               identity_reads=reads)
         obscurer = ob.Obscurer.from_paths(cfg, checkpoint=ckpt, precision=args.precision)
         finder = obscurer.finder  # upgan_lib.detect.HybridFinder: the command's detection
         if args.checkpoint is None:
@@ -195,8 +195,8 @@ def main(argv=None) -> int:
         for k, v in e.get("stages", {}).items():
             stages.setdefault(k, []).append(v)
     print(f"device: cpu, torch threads {torch.get_num_threads()}, generator {args.precision}; {note}")
-    reads = ",".join(args.identity_reads)
-    print(f"detectors: {args.detectors}; identity check {f'on, read in {reads}' if args.verify_identity else 'off'}; "
+    check = f"on, read in {','.join(reads)}" if args.verify_identity else "off"
+    print(f"detectors: {args.detectors}; identity check {check}; "
           f"greyed because {s['grey_reasons'] or 'nothing'}")
     print(f"photos: {n} x {'640x480' if args.real else args.size} ({'identity photos' if args.real else 'SynthFaces scenes'}), "
           f"faces {s['faces']}: {s['actions']}")

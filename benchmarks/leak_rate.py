@@ -51,6 +51,16 @@ def ob_default(name: str):
     return getattr(ObscureConfig(), name)
 
 
+def read_boxes(text: str) -> tuple:
+    """``--identity-reads`` parsed as `upgan obscure` parses it."""
+    from upgan_lib.obscure_config import parse_read_boxes
+
+    try:
+        return parse_read_boxes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def make_obscurer(args):
     from upgan_lib import obscure as ob
 
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
                    help="a face that passed closer than 0.6 + this is feathered in if that reads farther "
                         "(default: as `upgan obscure`)")
-    p.add_argument("--identity-reads", type=lambda v: tuple(v.split(",")), default=ob_default("identity_reads"),
+    p.add_argument("--identity-reads", type=read_boxes, default=ob_default("identity_reads"),
                    help="as `upgan obscure --identity-reads` (default: as there)")
     p.add_argument("--judge-boxes", nargs="+", metavar="JSON",
                    help="earlier runs' --out files: the judge's boxes recorded there are re-used for the same "

@@ -575,3 +575,13 @@ def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
     assert jumps(res.image) < 0.1 * jumps(photo)
     with pytest.raises(ValueError, match="context_blur"):
         ObscureConfig(context_blur=0)
+
+
+def test_identity_reads_parse_as_the_command_takes_them():
+    from upgan_lib.obscure_config import parse_read_boxes
+
+    assert parse_read_boxes("wide") == ("wide",)
+    assert parse_read_boxes(" own, wide,own ") == ("own", "wide")  # repeats dropped, order kept
+    for bad in ("", ",", "own,sideways"):
+        with pytest.raises(ValueError, match="own, wide, cnn"):
+            parse_read_boxes(bad)

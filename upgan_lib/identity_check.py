@@ -80,7 +80,7 @@ class IdentityCheck:
                 steps = self._retry_steps(i in photo.swapped)
                 near = self._near_threshold_step(steps)
                 for step in steps:
-                    if changed <= d < self._feather_below():
+                    if changed <= d < self._near_threshold_below():
                         if step == near:
                             d = self._keep_if_farther(photo, i, step, before, d)
                         continue
@@ -97,9 +97,9 @@ class IdentityCheck:
         self._recheck_overlapped(photo)
         photo.stages["verify"] = time.perf_counter() - t1
 
-    def _feather_below(self) -> float:
-        """A face that passed, but closer than this, is feathered in all the same (and kept
-        feathered only when that reads farther): 0.6 + ``feather_margin``."""
+    def _near_threshold_below(self) -> float:
+        """A face that passed, but closer than this, is given the near-threshold step all the same
+        (kept only when that reads farther): 0.6 + ``feather_margin``."""
         return self._recogniser.SAME_PERSON + max(self.cfg.feather_margin, self.cfg.identity_margin)
 
     @staticmethod
@@ -206,9 +206,8 @@ class IdentityCheck:
         if x1 <= x0 or y1 <= y0:
             return
         sigma = max(1.0, self.cfg.context_blur * (f.box[2] - f.box[0]))
-        out = photo.out.copy()
-        out[y0:y1, x0:x1] = cv2.GaussianBlur(out[y0:y1, x0:x1], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-        photo.out = out
+        region = np.ascontiguousarray(photo.out[y0:y1, x0:x1])
+        photo.out[y0:y1, x0:x1] = cv2.GaussianBlur(region, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # in place, as a grey
         photo.touched.append((i, [x0, y0, x1, y1]))
         photo.reports[i]["context_blurred"] = True
 

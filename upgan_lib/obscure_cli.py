@@ -19,7 +19,7 @@ from .face_sources import parse_fixed_attributes, shipped_model
 from .imagefile import SKIP_REASONS
 from .landmarks import ModelNotFound
 from .obscure import Obscurer
-from .obscure_config import METHODS, READ_BOXES, ObscureConfig, ObscureError
+from .obscure_config import METHODS, ObscureConfig, ObscureError, parse_read_boxes
 from .obscure_folder import obscure_path, write_report
 from .swap import SwapConfig
 
@@ -102,16 +102,15 @@ def _config(args) -> ObscureConfig:
     detectors = tuple(d.strip() for d in str(getattr(args, "detectors", "hog,centerface")).split(",") if d.strip())
     if not detectors or any(d not in ("hog", "centerface") for d in detectors):
         raise ObscureError(f"--detectors {getattr(args, 'detectors', '')!r}: use hog, centerface or hog,centerface")
-    asked = getattr(args, "identity_reads", None) or ",".join(ObscureConfig().identity_reads)
-    reads = tuple(r.strip() for r in str(asked).split(",") if r.strip())
-    if not reads or any(r not in READ_BOXES for r in reads):
-        raise ObscureError(f"--identity-reads {getattr(args, 'identity_reads', '')!r}: use any of "
-                           f"{', '.join(READ_BOXES)}, comma-separated")
+    try:
+        reads = parse_read_boxes(getattr(args, "identity_reads", None) or ",".join(ObscureConfig().identity_reads))
+    except ValueError as e:
+        raise ObscureError(f"--identity-reads {e}") from None
     return ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
-                         identity_reads=tuple(dict.fromkeys(reads)))
+                         identity_reads=reads)
 
 
 def _obscurer(args, cfg: ObscureConfig) -> Obscurer:

@@ -17,6 +17,15 @@ class ObscureError(RuntimeError):
     """`upgan obscure` cannot start or cannot handle a file; the message says what to do."""
 
 
+def parse_read_boxes(text: str) -> tuple:
+    """``--identity-reads`` ("wide", "own,wide", ...) as ``ObscureConfig.identity_reads``: names
+    out of ``READ_BOXES``, repeats dropped; ValueError says what is allowed."""
+    reads = tuple(dict.fromkeys(r.strip() for r in str(text).split(",") if r.strip()))
+    if not reads or any(r not in READ_BOXES for r in reads):
+        raise ValueError(f"{text!r}: use any of {', '.join(READ_BOXES)}, comma-separated")
+    return reads
+
+
 @dataclass(frozen=True)
 class ObscureConfig:
     """Knobs of `upgan obscure`.
