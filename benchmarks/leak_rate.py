@@ -66,7 +66,8 @@ def make_obscurer(args):
 
     cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
                            verify_identity=args.verify_identity, identity_margin=args.identity_margin,
-                           feather_margin=args.feather_margin, identity_reads=args.identity_reads)
+                           feather_margin=args.feather_margin, identity_reads=args.identity_reads,
+                           context_every_face=args.context_every_face, context_blur=args.context_blur)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
     checkpoint = None if args.checkpoint == "shipped" else args.checkpoint
@@ -139,9 +140,15 @@ def main(argv=None) -> int:
                    help="as `upgan obscure --verify-identity` (default: on, as there)")
     p.add_argument("--identity-margin", type=float, default=ob_default("identity_margin"),
                    help="a replaced face counts as changed from dlib distance 0.6 + this (default: as `upgan obscure`)")
-    p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
-                   help="a face that passed closer than 0.6 + this is feathered in if that reads farther "
+    p.add_argument("--context-every-face", action=argparse.BooleanOptionalAction,
+                   default=ob_default("context_every_face"),
+                   help="every replaced face feathered in over its blurred surroundings before it is judged "
                         "(default: as `upgan obscure`)")
+    p.add_argument("--context-blur", type=float, default=ob_default("context_blur"),
+                   help="sigma of that blur, times the face's width (default: as `upgan obscure`)")
+    p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
+                   help="with --no-context-every-face: a face that passed closer than 0.6 + this is given "
+                        "that step if it reads farther (default: as `upgan obscure`)")
     p.add_argument("--identity-reads", type=read_boxes, default=ob_default("identity_reads"),
                    help="as `upgan obscure --identity-reads` (default: as there)")
     p.add_argument("--judge-boxes", nargs="+", metavar="JSON",
@@ -195,7 +202,8 @@ def main(argv=None) -> int:
             print(f"  [{k}/{total}] faces {s['judge_faces']}, unchanged {s['left_unchanged']}, same person "
                   f"{s['same_person']}, {time.time() - t0:.0f} s", flush=True)
 
-    note += (f"; --verify-identity (margin {args.identity_margin}, feather {args.feather_margin}, "
+    context = ("context every face" if args.context_every_face else f"feather {args.feather_margin}")
+    note += (f"; --verify-identity (margin {args.identity_margin}, {context}, context blur {args.context_blur}, "
              f"reads {args.identity_reads})" if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": judge_name, "shard": args.shard, "judge_boxes": {}}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)

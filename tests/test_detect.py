@@ -313,7 +313,8 @@ class AgeRecording(Painted):
 def test_verify_identity_replaces_more_strongly_before_it_greys():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))  # Poisson first, as the paper
+    cfg = ObscureConfig(verify_identity=True, context_every_face=False,  # Poisson first, as the paper
+                        swap=SwapConfig(colour_match=False))
     attrs = FixedAttributes(age=30, gender=1, race=0)
     # still the same person after Poisson, feathering and blurring what is around it: a face 20
     # years older is feathered in
@@ -489,10 +490,42 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
     assert a["action"] == "replaced" and "rechecked" not in a and b["action"] == "greyed"
 
 
+def test_every_replaced_face_is_feathered_in_over_its_blurred_surroundings_before_it_is_judged():
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))
+    attrs = FixedAttributes(age=30, gender=1, race=0)
+
+    def run(script, config=cfg):
+        faces = AgeRecording()
+        obs = Obscurer(config, finder=Fixed([face]), faces=faces, attributes=attrs)
+        obs._recogniser = ScriptedRecogniser(script)  # one distance per read: a read too many fails closed
+        return obs.obscure(_photo(5)), faces
+
+    # another person at once: still given the step, and read once, after it
+    res, _ = run([0.9])
+    (r,) = res.faces
+    assert (r["action"], r["blend"], r["context_blurred"], r["identity_distance"]) == ("replaced", "alpha", True, 0.9)
+    assert "identity_attempts" not in r and "age_shifted_by" not in r
+    plain, _ = run([0.9], replace(cfg, context_every_face=False))
+    (p,) = plain.faces
+    assert p["action"] == "replaced" and "blend" not in p and "context_blurred" not in p
+    x0, y0, x1, y1 = p["region"]
+    assert (res.image != plain.image).any(-1).sum() > 0.5 * (x1 - x0) * (y1 - y0)
+    # the same person even so: the retries that give up utility follow, then the grey
+    res, faces = run([0.5, 0.85])
+    (r,) = res.faces
+    assert (r["action"], r["age_shifted_by"], faces.ages) == ("replaced", 20, [30, 50])
+    assert [a["distance"] for a in r["identity_attempts"]] == [0.5]
+    (r,) = run([0.5, 0.55, 0.58])[0].faces
+    assert (r["action"], r["reason"], r["was"]) == ("greyed", "identity_kept", "replaced")
+
+
 def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_when_that_reads_farther():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, feather_margin=0.12, swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, context_every_face=False, feather_margin=0.12,
+                        swap=SwapConfig(colour_match=False))
 
     def run(script, config=cfg):
         obs = Obscurer(config, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
@@ -551,17 +584,23 @@ def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
     face, photo = _face(320, 240), _photo(5)
     cfg = replace(PASTE, verify_identity=True, identity_retries=("context",))
     obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
-    obs._recogniser = ScriptedRecogniser([0.3, 0.9])  # the same person pasted in; another once blurred around
+    obs._recogniser = ScriptedRecogniser([0.9])  # read once: after the blur around it
     res = obs.obscure(photo)
     (r,) = res.faces
     assert (r["action"], r["context_blurred"], r["identity_distance"]) == ("replaced", True, 0.9)
     plain = Obscurer(PASTE, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes()).obscure(photo)
-    x0, y0, x1, y1 = clamp_box(face_region_box(face.box, face.landmarks68, cfg.grey_margin), 640, 480)
+    box = face_region_box(face.box, face.landmarks68, cfg.grey_margin)
+    x0, y0, x1, y1 = clamp_box(box, 640, 480)
     region = np.zeros(photo.shape[:2], bool)
     region[y0:y1, x0:x1] = True
+    fade = np.zeros_like(region)  # where the blur fades out
+    f = int(np.ceil(cfg.context_fade * (face.box[2] - face.box[0])))
+    fade[max(0, y0 - f):y1 + f, max(0, x0 - f):x1 + f] = True
+    fade &= ~region
     pasted = (plain.image != photo).any(-1)  # the generated face
     changed = (res.image != plain.image).any(-1)
-    assert not changed[~region].any()  # nothing outside the face's region moves
+    assert not changed[~(region | fade)].any()  # nothing beyond the face's region and the fade moves
+    assert changed[fade].mean() > 0.5
     inner = cv2.erode(pasted.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
     assert inner.sum() > 1000 and not changed[inner].any()  # the generated face is feathered in as sharp as it was
     around = region & ~pasted
@@ -575,6 +614,8 @@ def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
     assert jumps(res.image) < 0.1 * jumps(photo)
     with pytest.raises(ValueError, match="context_blur"):
         ObscureConfig(context_blur=0)
+    with pytest.raises(ValueError, match="context_fade"):
+        ObscureConfig(context_fade=-0.1)
 
 
 def test_identity_reads_parse_as_the_command_takes_them():
@@ -585,3 +626,16 @@ def test_identity_reads_parse_as_the_command_takes_them():
     for bad in ("", ",", "own,sideways"):
         with pytest.raises(ValueError, match="own, wide, cnn"):
             parse_read_boxes(bad)
+
+
+def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_not_to():
+    import argparse
+
+    from upgan_lib import obscure_cli
+
+    p = argparse.ArgumentParser()
+    obscure_cli.add_arguments(p)
+    on = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg"]))
+    off = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--no-context-every-face"]))
+    assert (on.verify_identity, on.context_every_face, off.context_every_face) == (True, True, False)
+    assert on.identity_reads == ObscureConfig().identity_reads

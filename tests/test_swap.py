@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from upgan_lib.align import matrix_scale
-from upgan_lib.swap import (GREY_CELL, GREY_LEVELS, SwapConfig, SwapError, blend_mask, compose_scene, face_region_box,
-                            grey_checker, grey_out, inner_face_polygon, is_grey_fill, swap_face)
+from upgan_lib.swap import (GREY_CELL, GREY_LEVELS, SwapConfig, SwapError, blend_mask, blur_out, compose_scene,
+                            face_region_box, grey_checker, grey_out, inner_face_polygon, is_grey_fill, swap_face)
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +164,34 @@ def test_grey_out_fills_the_face_region_with_a_grey_checkerboard(faces):
     b2 = grey_out(out, (-50, -50, 10, 10))
     assert b2[0] == 0 and b2[1] == 0
     assert face_region_box((0, 0, 10, 10), None, 0.5) == (-5.0, -5.0, 15.0, 15.0)
+
+
+def test_blur_out_blurs_the_whole_region_and_fades_out_beyond_it_without_an_edge():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    region, sigma, fade = (100, 60, 180, 140), 20.0, 12
+    out = photo.copy()
+    assert blur_out(out, region, sigma, fade) == (88, 48, 192, 152)
+    hard = cv2.GaussianBlur(photo.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    inside = out[60:140, 100:180].astype(np.float32)
+    assert np.abs(inside - hard[60:140, 100:180]).max() <= 2  # all of the region: the full blur
+    changed = (out != photo).any(-1)
+    assert not changed[:47].any() and not changed[153:].any() and not changed[:, :87].any() and not changed[:, 193:].any()
+    # across the fade, the blur gives way to the photo linearly with the distance from the region
+    for x in (180, 183, 186, 189, 191):
+        a = 1 - (x + 0.5 - 180) / fade
+        assert np.abs(out[100, x] - (a * hard[100, x] + (1 - a) * photo[100, x])).max() <= 2.5
+    assert (out[100, 192] == photo[100, 192]).all()
+    # no fade: a hard edge, exactly the region
+    sharp = photo.copy()
+    assert blur_out(sharp, region, sigma, 0) == region
+    assert not ((sharp != photo).any(-1))[:, 180:].any()
+    # clamped to the photo; outside it, nothing happens
+    edge = photo.copy()
+    assert blur_out(edge, (-30, -30, 20, 20), 5.0, 10) == (0, 0, 30, 30)
+    empty = photo.copy()
+    x0, y0, x1, y1 = blur_out(empty, (400, 10, 450, 50), 5.0, 10)
+    assert x1 <= x0 and np.array_equal(empty, photo)
 
 
 def test_compose_scene_ground_truth(faces):

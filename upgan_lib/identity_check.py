@@ -4,9 +4,11 @@
 After the faces of a photo are obscured, dlib's face recogniser (:mod:`upgan_lib.recognise`)
 compares each one with the photo as it was, both read in the face's box. A replaced face that is
 not clearly another person (closer than ``0.6 + identity_margin``) is replaced more strongly, step
-by step (``identity_retries``: feathered in, then with its age moved), and greyed when every step
-leaves it so; a blurred or pixelated face is greyed at once. A face that passed, but closer than
-``0.6 + feather_margin``, is feathered in as well when that reads farther. A face is checked again
+by step (``identity_retries``: feathered in, over its surroundings blurred, then with its age
+moved), and greyed when every step leaves it so; a blurred or pixelated face is greyed at once.
+With ``context_every_face`` (the default), every replaced face is feathered in over its blurred
+surroundings before it is judged at all; without it, only a face that passed closer than
+``0.6 + feather_margin`` is, and only when that reads farther. A face is checked again
 when another face's change (a retry, a grey, a face found in the photo turned) overlaps it
 afterwards. Everything done is in the face's report.
 """
@@ -16,12 +18,11 @@ import copy
 import time
 from dataclasses import replace
 
-import cv2
 import numpy as np
 
 from .detect import iou
 from .recognise import FaceRecogniser
-from .swap import clamp_box, face_region_box, swap_face
+from .swap import blur_out, face_region_box, swap_face
 from .utility import AGE_SCALE
 
 
@@ -76,9 +77,13 @@ class IdentityCheck:
             changed = self._changed_from()
             try:
                 before = photo.before[i] = [self._recogniser.descriptor(photo.rgb, b) for b in self._reads(f.box)]
-                d = self._identity_distance(photo, i, before)
                 steps = self._retry_steps(i in photo.swapped)
                 near = self._near_threshold_step(steps)
+                if self.cfg.context_every_face and near is not None:  # first, whatever it reads: see ObscureConfig
+                    d = self._retry(photo, i, near, before)
+                    steps = steps[steps.index(near) + 1:]
+                else:
+                    d = self._identity_distance(photo, i, before)
                 for step in steps:
                     if changed <= d < self._near_threshold_below():
                         if step == near:
@@ -170,12 +175,15 @@ class IdentityCheck:
         photo.reports[i]["identity_distance"] = round(d, 3)
         return d
 
-    def _retry(self, photo: "_Photo", i: int, step: tuple, before: list, d: float) -> float:
-        """Replace face ``i`` again, more strongly (``step``: ("alpha", 0) or ("age", years), see
-        :class:`ObscureConfig`), over what is there now; returns the new identity distance."""
+    def _retry(self, photo: "_Photo", i: int, step: tuple, before: list, d: float | None = None) -> float:
+        """Replace face ``i`` again, more strongly (``step``: ("alpha", 0), ("context", 0) or
+        ("age", years), see :class:`ObscureConfig`), over what is there now; returns the new
+        identity distance. ``d``: what the face read before, listed under ``identity_attempts``
+        (None: it was not read)."""
         (kind, years), (al, face, prob, util) = step, photo.swapped[i]
-        tried = photo.reports[i].setdefault("identity_attempts", [])
-        tried.append({"blend": photo.reports[i].get("blend", self.cfg.swap.blend), "distance": round(d, 3)})
+        if d is not None:
+            tried = photo.reports[i].setdefault("identity_attempts", [])
+            tried.append({"blend": photo.reports[i].get("blend", self.cfg.swap.blend), "distance": round(d, 3)})
         if kind == "context":
             self._blur_context(photo, i)
         if kind == "age":
@@ -199,15 +207,14 @@ class IdentityCheck:
     def _blur_context(self, photo: "_Photo", i: int) -> None:
         """The "context" retry, before the face is blended in again: blur face ``i``'s whole
         region (what a grey would cover: jaw, ears, hairline) with a Gaussian of sigma
-        ``context_blur`` x the face's width, so that only the generated face is sharp there."""
+        ``context_blur`` x the face's width, fading out over ``context_fade`` x its width
+        beyond it, so that only the generated face is sharp there."""
         f = photo.found[i]
-        h, w = photo.out.shape[:2]
-        x0, y0, x1, y1 = clamp_box(face_region_box(f.box, f.landmarks68, self.cfg.grey_margin), w, h)
+        fw = f.box[2] - f.box[0]
+        x0, y0, x1, y1 = blur_out(photo.out, face_region_box(f.box, f.landmarks68, self.cfg.grey_margin),
+                                  max(1.0, self.cfg.context_blur * fw), self.cfg.context_fade * fw)  # in place, as a grey
         if x1 <= x0 or y1 <= y0:
             return
-        sigma = max(1.0, self.cfg.context_blur * (f.box[2] - f.box[0]))
-        region = np.ascontiguousarray(photo.out[y0:y1, x0:x1])
-        photo.out[y0:y1, x0:x1] = cv2.GaussianBlur(region, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)  # in place, as a grey
         photo.touched.append((i, [x0, y0, x1, y1]))
         photo.reports[i]["context_blurred"] = True
 

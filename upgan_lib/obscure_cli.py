@@ -60,9 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not search a photo turned by 90/180/270 degrees when no face is found upright")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
                    help="check every obscured face with dlib's recogniser (~0.1 s/face): a replaced face that is "
-                        "not clearly another person (distance < 0.63) is replaced more strongly (feathered in, then "
-                        "over its surroundings blurred, then with its age moved 20, then 35 years), and greyed if it "
-                        "still is; a blurred/pixelated one is greyed (default: on)")
+                        "not clearly another person (distance < 0.63) is replaced more strongly (with its age moved "
+                        "20, then 35 years), and greyed if it still is; a blurred/pixelated one is greyed (default: on)")
+    p.add_argument("--context-every-face", action=argparse.BooleanOptionalAction, default=True,
+                   help="with the identity check: feather every replaced face in over its surroundings blurred "
+                        "(jaw, ears, hairline) before it is judged; --no-context-every-face keeps the paper's "
+                        "Poisson blend for faces the check passes clearly, at a cost in privacy (default: on)")
     p.add_argument("--identity-reads", default=",".join(ObscureConfig().identity_reads),
                    help="the boxes each face is read in for the identity check, any of own (its box), wide (1.25x "
                         "its box), cnn (where dlib's CNN detector would box it); it has to read as another person "
@@ -110,6 +113,7 @@ def _config(args) -> ObscureConfig:
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
+                         context_every_face=getattr(args, "context_every_face", True),
                          identity_reads=reads)
 
 

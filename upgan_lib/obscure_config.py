@@ -69,15 +69,23 @@ class ObscureConfig:
         instead of Poisson-blended, so it replaces the face under the mask instead of lending it
         only its gradients (the photo's shading, which carries identity, goes); ``"context"`` -
         the face's whole region (what a grey would cover: jaw, ears, hairline) blurred with a
-        Gaussian of sigma ``context_blur`` x the face's width, and the generated face blended
+        Gaussian of sigma ``context_blur`` x the face's width (1.0: a smooth wash of the
+        region's colours; the blur fades out over ``context_fade`` x the face's width beyond the
+        region, so no hard edge is drawn), and the generated face blended
         in again over it: what is left of the person around the new face goes, the utility
         stays; ``"age"`` - a face generated with the estimated age moved by each of
         ``retry_age_shifts`` years in turn (towards 45), feathered in: the one piece of utility
         given up, and the report says so.
-    feather_margin: a face that passed, but reads closer than ``0.6 + feather_margin``, goes
-        through the retries that keep every piece of utility ("alpha", "context") all the same,
-        each kept only when it reads farther from the original (else the face is put back as it
-        was and the report gives ``feathered_distance`` / ``context_blurred_distance``):
+    context_every_face: every replaced face is given the strongest retry that keeps all of its
+        utility (``"context"``, else ``"alpha"``) at once, whatever it reads, and the check then
+        judges the result: the photo around a generated face is what still identifies a person
+        most often when the face itself reads as another (``benchmarks/leak_rate.py``). Off: only
+        a face that reads closer than ``0.6 + feather_margin`` is given it, kept only when it
+        reads farther, and the rest keep the paper's Poisson-blended look.
+    feather_margin: with ``context_every_face`` off, a face that passed, but reads closer than
+        ``0.6 + feather_margin``, is given the strongest retry that keeps every piece of utility
+        all the same, kept only when it reads farther from the original (else the face is put
+        back as it was and the report gives ``feathered_distance`` / ``context_blurred_distance``):
         distances near the threshold are where another reader of the photo disagrees. Not above
         ``identity_margin``: off.
     identity_reads: the boxes a face is read in, out of ``READ_BOXES``: ``"own"`` (its box),
@@ -95,9 +103,11 @@ class ObscureConfig:
     verify_identity: bool = False
     identity_retries: tuple = ("alpha", "context", "age")
     identity_margin: float = 0.03
+    context_every_face: bool = True
     feather_margin: float = 0.2
     identity_reads: tuple = ("wide",)
-    context_blur: float = 0.08
+    context_blur: float = 1.0
+    context_fade: float = 0.15
     retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
@@ -116,6 +126,8 @@ class ObscureConfig:
             raise ValueError(f"identity_reads must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
         if not self.context_blur > 0:
             raise ValueError(f"context_blur must be positive, got {self.context_blur}")
+        if not self.context_fade >= 0:
+            raise ValueError(f"context_fade must be 0 or more, got {self.context_fade}")
         if len(self.grey_levels) != 2 or not all(0 <= int(v) <= 255 for v in self.grey_levels):
             raise ValueError(f"grey_levels must be two grey levels 0-255, got {self.grey_levels!r}")
         unknown = [r for r in self.identity_retries if r not in IDENTITY_RETRIES]

@@ -151,6 +151,45 @@ def face_region_box(box, landmarks68: np.ndarray | None = None, margin: float = 
     return expand_box((x0, y0, x1, y1), margin)
 
 
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``sigma`` px (edges replicated) as float32, in time independent of
+    ``sigma``: above 4 px the image is shrunk so that the blur is 4 px there, blurred and grown
+    back (within a few grey levels of the exact blur, which the shrinking's own smoothing and
+    the interpolation make up)."""
+    h, w = img.shape[:2]
+    k = max(1.0, sigma / 4.0)
+    if k <= 1.0:
+        return cv2.GaussianBlur(img.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    small = cv2.resize(img.astype(np.float32), (max(1, round(w / k)), max(1, round(h / k))), interpolation=cv2.INTER_AREA)
+    inner = np.sqrt(max(0.25, (sigma / k) ** 2 - 0.25))  # INTER_AREA has already smoothed about half a small pixel
+    small = cv2.GaussianBlur(small, (0, 0), inner, borderType=cv2.BORDER_REPLICATE)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def blur_out(image: np.ndarray, region, sigma: float, fade: float) -> tuple:
+    """Blur ``region`` (x0, y0, x1, y1) of ``image`` in place with a Gaussian of ``sigma`` px
+    (:func:`gaussian_blur`), all of it, and fade the blur out over ``fade`` px beyond it, so that
+    no hard edge is drawn (the blur reads ``3 sigma`` around what it changes). Returns the box
+    changed, clamped to the image (empty when ``region`` lies outside it)."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = clamp_box(region, w, h)
+    if x1 <= x0 or y1 <= y0:
+        return x0, y0, x1, y1
+    f = max(0, int(np.ceil(fade)))
+    c0, d0, c1, d1 = clamp_box((x0 - f, y0 - f, x1 + f, y1 + f), w, h)  # what changes
+    reach = f + int(np.ceil(3 * sigma))
+    e0, g0, e1, g1 = clamp_box((x0 - reach, y0 - reach, x1 + reach, y1 + reach), w, h)  # what the blur reads
+    blurred = gaussian_blur(image[g0:g1, e0:e1], sigma)[d0 - g0:d1 - g0, c0 - e0:c1 - e0]
+    # weight: 1 inside region, falling linearly to 0 at ``fade`` px from it
+    yy, xx = np.mgrid[d0:d1, c0:c1].astype(np.float32) + 0.5
+    dx = np.maximum(np.maximum(x0 - xx, xx - x1), 0)
+    dy = np.maximum(np.maximum(y0 - yy, yy - y1), 0)
+    a = np.clip(1 - np.hypot(dx, dy) / max(f, 1), 0, 1)[..., None] if f else 1.0
+    cur = image[d0:d1, c0:c1].astype(np.float32)
+    image[d0:d1, c0:c1] = np.round(blurred * a + cur * (1 - a)).astype(np.uint8)
+    return c0, d0, c1, d1
+
+
 #: the two grey levels of the fail-closed fill's checkerboard
 GREY_LEVELS = (64, 192)
 #: its cell, as a fraction of the face box's width (1/25: about 4 px of dlib's 150 px chip)
