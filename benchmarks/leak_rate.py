@@ -51,12 +51,12 @@ def ob_default(name: str):
     return getattr(ObscureConfig(), name)
 
 
-def read_boxes(text: str) -> tuple:
-    """``--identity-reads`` parsed as `upgan obscure` parses it."""
+def read_boxes(text: str, allow_none: bool = False) -> tuple:
+    """``--identity-reads`` (``--extra-reads``: ``allow_none``) parsed as `upgan obscure` parses it."""
     from upgan_lib.obscure_config import parse_read_boxes
 
     try:
-        return parse_read_boxes(text)
+        return parse_read_boxes(text, allow_none)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -67,6 +67,7 @@ def make_obscurer(args):
     cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
                            verify_identity=args.verify_identity, identity_margin=args.identity_margin,
                            feather_margin=args.feather_margin, identity_reads=args.identity_reads,
+                           extra_reads=args.extra_reads,
                            context_every_face=args.context_every_face, context_blur=args.context_blur)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
                         "that step if it reads farther (default: as `upgan obscure`)")
     p.add_argument("--identity-reads", type=read_boxes, default=ob_default("identity_reads"),
                    help="as `upgan obscure --identity-reads` (default: as there)")
+    p.add_argument("--extra-reads", type=lambda t: read_boxes(t, allow_none=True), default=ob_default("extra_reads"),
+                   help="as `upgan obscure --extra-reads` (default: as there)")
     p.add_argument("--judge-boxes", nargs="+", metavar="JSON",
                    help="earlier runs' --out files: the judge's boxes recorded there are re-used for the same "
                         "photos (the judge, ~60 %% of the time, runs only on new ones; one re-used photo in 50 "
@@ -204,7 +207,8 @@ def main(argv=None) -> int:
 
     context = ("context every face" if args.context_every_face else f"feather {args.feather_margin}")
     note += (f"; --verify-identity (margin {args.identity_margin}, {context}, context blur {args.context_blur}, "
-             f"reads {args.identity_reads})" if args.verify_identity else "; --no-verify-identity")
+             f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'})"
+             if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": judge_name, "shard": args.shard, "judge_boxes": {}}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
     parts = []

@@ -314,7 +314,7 @@ def test_verify_identity_replaces_more_strongly_before_it_greys():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
     cfg = ObscureConfig(verify_identity=True, context_every_face=False,  # Poisson first, as the paper
-                        swap=SwapConfig(colour_match=False))
+                        extra_reads=(), swap=SwapConfig(colour_match=False))
     attrs = FixedAttributes(age=30, gender=1, race=0)
     # still the same person after Poisson, feathering and blurring what is around it: a face 20
     # years older is feathered in
@@ -360,7 +360,7 @@ def test_folder_summary_counts_faces_replaced_more_strongly(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(_photo(5)).save(tmp_path / "in" / name)
-    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
     obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
     looks = iter([0.0, 0.9, 0.0, 0.3, 0.8])  # a.png: original, changed at once; b.png: original, feathered in
 
@@ -493,7 +493,7 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
 def test_every_replaced_face_is_feathered_in_over_its_blurred_surroundings_before_it_is_judged():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
     attrs = FixedAttributes(age=30, gender=1, race=0)
 
     def run(script, config=cfg):
@@ -524,7 +524,7 @@ def test_every_replaced_face_is_feathered_in_over_its_blurred_surroundings_befor
 def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_when_that_reads_farther():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, context_every_face=False, feather_margin=0.12,
+    cfg = ObscureConfig(verify_identity=True, context_every_face=False, feather_margin=0.12, extra_reads=(),
                         swap=SwapConfig(colour_match=False))
 
     def run(script, config=cfg):
@@ -580,6 +580,53 @@ def test_two_reads_catch_a_face_still_the_same_in_another_detectors_box():
             ObscureConfig(identity_reads=bad)
 
 
+class ReadsByBox:
+    """Stand-in recogniser: an obscured face reads at a set distance in each named read box."""
+
+    SAME_PERSON = 0.6
+
+    def __init__(self, box, distances):
+        from upgan_lib.identity_check import READ_BOX
+
+        self.by_box = {tuple(np.round(READ_BOX[n](box), 3)): d for n, d in distances.items()}
+        self.original, self.reads = None, []
+
+    def descriptor(self, rgb, box):
+        self.original = rgb if self.original is None else self.original
+        v = np.zeros(128, np.float32)
+        if rgb is not self.original:
+            v[0] = self.by_box[tuple(np.round(box, 3))]
+            self.reads.append(v[0])
+        return v
+
+
+def test_a_face_that_reads_close_is_read_in_more_boxes_and_must_have_changed_in_each():
+    face = _face(320, 240)
+
+    def run(distances, **kw):
+        obs = Obscurer(replace(PASTE, verify_identity=True, identity_retries=(), **kw), finder=Fixed([face]),
+                       faces=Painted(), attributes=FixedAttributes())
+        obs._recogniser = ReadsByBox(face.box, distances)
+        (r,) = obs.obscure(_photo(5)).faces
+        return r, len(obs._recogniser.reads)
+
+    # another person in the wide box, clearly: read there once, nothing more
+    r, reads = run({"wide": 0.75, "own": 0.5, "cnn": 0.7})
+    assert (r["action"], r["identity_distance"], reads) == ("replaced", 0.75, 1) and "extra_reads" not in r
+    # passed, but closer than 0.7: read in its own box and the CNN-like one too, the same person there
+    r, reads = run({"wide": 0.65, "own": 0.5, "cnn": 0.7})
+    assert (r["action"], r["reason"], r["identity_distance"], reads) == ("greyed", "identity_kept", 0.5, 3)
+    assert r["extra_reads"] == ["own", "cnn"]
+    # changed in every box: stays replaced, read in all three
+    r, reads = run({"wide": 0.65, "own": 0.7, "cnn": 0.68})
+    assert (r["action"], r["identity_distance"], r["extra_reads"], reads) == ("replaced", 0.65, ["own", "cnn"], 3)
+    # no extra reads asked for: the wide read alone decides
+    r, reads = run({"wide": 0.65, "own": 0.5, "cnn": 0.7}, extra_reads=())
+    assert (r["action"], reads) == ("replaced", 1)
+    with pytest.raises(ValueError, match="extra_reads"):
+        ObscureConfig(extra_reads=("own", "sideways"))
+
+
 def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
     face, photo = _face(320, 240), _photo(5)
     cfg = replace(PASTE, verify_identity=True, identity_retries=("context",))
@@ -623,9 +670,10 @@ def test_identity_reads_parse_as_the_command_takes_them():
 
     assert parse_read_boxes("wide") == ("wide",)
     assert parse_read_boxes(" own, wide,own ") == ("own", "wide")  # repeats dropped, order kept
-    for bad in ("", ",", "own,sideways"):
+    for bad in ("", ",", "own,sideways", "none"):
         with pytest.raises(ValueError, match="own, wide, cnn"):
             parse_read_boxes(bad)
+    assert parse_read_boxes("none", allow_none=True) == () and parse_read_boxes("cnn", allow_none=True) == ("cnn",)
 
 
 def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_not_to():
@@ -636,6 +684,9 @@ def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_n
     p = argparse.ArgumentParser()
     obscure_cli.add_arguments(p)
     on = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg"]))
-    off = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--no-context-every-face"]))
+    off = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--no-context-every-face", "--extra-reads", "none"]))
     assert (on.verify_identity, on.context_every_face, off.context_every_face) == (True, True, False)
-    assert on.identity_reads == ObscureConfig().identity_reads
+    assert (on.identity_reads, on.extra_reads) == (ObscureConfig().identity_reads, ("own", "cnn"))
+    assert off.extra_reads == ()
+    with pytest.raises(obscure_cli.ObscureError, match="--extra-reads"):
+        obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--extra-reads", "sideways"]))

@@ -76,7 +76,7 @@ class IdentityCheck:
                 continue
             changed = self._changed_from()
             try:
-                before = photo.before[i] = [self._recogniser.descriptor(photo.rgb, b) for b in self._reads(f.box)]
+                before = photo.before[i] = self._originals(photo, f.box, self.cfg.identity_reads)
                 steps = self._retry_steps(i in photo.swapped)
                 near = self._near_threshold_step(steps)
                 if self.cfg.context_every_face and near is not None:  # first, whatever it reads: see ObscureConfig
@@ -163,15 +163,26 @@ class IdentityCheck:
             steps += [("age", s) for s in self.cfg.retry_age_shifts] if step == "age" else [(step, 0.0)]
         return steps
 
-    def _reads(self, box) -> list:
-        """The boxes a face is read in (``identity_reads``): its own, :func:`wide_box`,
-        :func:`cnn_like_box`."""
-        return [READ_BOX[name](box) for name in self.cfg.identity_reads]
+    def _originals(self, photo: "_Photo", box, names) -> list:
+        """``(read box, descriptor of the original there)`` for each of the boxes ``names``
+        (``READ_BOX``: its own, :func:`wide_box`, :func:`cnn_like_box`) around ``box``."""
+        return [(b, self._recogniser.descriptor(photo.rgb, b)) for b in (READ_BOX[n](box) for n in names)]
 
     def _identity_distance(self, photo: "_Photo", i: int, before: list) -> float:
-        """dlib descriptor distance between face ``i`` as it was and as it is now; reported."""
-        d = min(float(np.linalg.norm(b - self._recogniser.descriptor(photo.out, box)))
-                for b, box in zip(before, self._reads(photo.found[i].box)))
+        """dlib descriptor distance between face ``i`` as it was and as it is now, the closest
+        over its reads ``before`` (extended, in place, by ``extra_reads`` the first time it reads
+        closer than 0.6 + ``extra_reads_margin``); reported."""
+        def closest(pairs):
+            return min(float(np.linalg.norm(was - self._recogniser.descriptor(photo.out, b))) for b, was in pairs)
+
+        d = closest(before)
+        extra = [n for n in self.cfg.extra_reads if n not in self.cfg.identity_reads]
+        if extra and len(before) == len(self.cfg.identity_reads) \
+                and d < self._recogniser.SAME_PERSON + self.cfg.extra_reads_margin:
+            added = self._originals(photo, photo.found[i].box, extra)
+            before.extend(added)
+            photo.reports[i]["extra_reads"] = extra
+            d = min(d, closest(added))
         photo.reports[i]["identity_distance"] = round(d, 3)
         return d
 

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the boxes each face is read in for the identity check, any of own (its box), wide (1.25x "
                         "its box), cnn (where dlib's CNN detector would box it); it has to read as another person "
                         "in all of them (about 0.1 s per box and face; default: %(default)s)")
+    p.add_argument("--extra-reads", default=",".join(ObscureConfig().extra_reads),
+                   help="the boxes a face is read in as well once it reads closer than 0.7 (any of own, wide, cnn, "
+                        "or none); it has to read as another person in each (default: %(default)s)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 when a photo has no face found (it is still written, unchanged)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -109,12 +112,17 @@ def _config(args) -> ObscureConfig:
         reads = parse_read_boxes(getattr(args, "identity_reads", None) or ",".join(ObscureConfig().identity_reads))
     except ValueError as e:
         raise ObscureError(f"--identity-reads {e}") from None
+    try:
+        extra = parse_read_boxes(getattr(args, "extra_reads", None) or ",".join(ObscureConfig().extra_reads),
+                                 allow_none=True)
+    except ValueError as e:
+        raise ObscureError(f"--extra-reads {e}") from None
     return ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
                          context_every_face=getattr(args, "context_every_face", True),
-                         identity_reads=reads)
+                         identity_reads=reads, extra_reads=extra)
 
 
 def _obscurer(args, cfg: ObscureConfig) -> Obscurer:

@@ -17,12 +17,16 @@ class ObscureError(RuntimeError):
     """`upgan obscure` cannot start or cannot handle a file; the message says what to do."""
 
 
-def parse_read_boxes(text: str) -> tuple:
+def parse_read_boxes(text: str, allow_none: bool = False) -> tuple:
     """``--identity-reads`` ("wide", "own,wide", ...) as ``ObscureConfig.identity_reads``: names
-    out of ``READ_BOXES``, repeats dropped; ValueError says what is allowed."""
+    out of ``READ_BOXES``, repeats dropped; with ``allow_none`` (``--extra-reads``), "none" is
+    ``()``. ValueError says what is allowed."""
+    if allow_none and str(text).strip().lower() == "none":
+        return ()
     reads = tuple(dict.fromkeys(r.strip() for r in str(text).split(",") if r.strip()))
     if not reads or any(r not in READ_BOXES for r in reads):
-        raise ValueError(f"{text!r}: use any of {', '.join(READ_BOXES)}, comma-separated")
+        raise ValueError(f"{text!r}: use any of {', '.join(READ_BOXES)}, comma-separated"
+                         + (", or none" if allow_none else ""))
     return reads
 
 
@@ -94,6 +98,11 @@ class ObscureConfig:
         (about 0.1 s per box and read). Default ``("wide",)``: dlib's landmarks, started from a
         loose box, settle where a generated face still resembles the original more often than
         from the detector's own box, so the check errs on the side of privacy.
+    extra_reads, extra_reads_margin: a face that reads closer than ``0.6 + extra_reads_margin``
+        in ``identity_reads`` is read in these boxes too, from then on, and counts as changed
+        only if it has changed in each (the report lists them under ``extra_reads``): close to
+        the threshold, another reader's box is where the person comes back, and reading every
+        face in three boxes would triple the check's time. ``()``: off.
     """
 
     method: str = "upgan"
@@ -106,6 +115,8 @@ class ObscureConfig:
     context_every_face: bool = True
     feather_margin: float = 0.2
     identity_reads: tuple = ("wide",)
+    extra_reads: tuple = ("own", "cnn")
+    extra_reads_margin: float = 0.1
     context_blur: float = 1.0
     context_fade: float = 0.15
     retry_age_shifts: tuple = (20.0, 35.0)
@@ -121,9 +132,10 @@ class ObscureConfig:
             raise ValueError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.detect_max_side < 64:
             raise ValueError(f"detect_max_side must be at least 64, got {self.detect_max_side}")
-        reads = self.identity_reads
-        if isinstance(reads, str) or not reads or any(r not in READ_BOXES for r in reads) or len(set(reads)) < len(reads):
-            raise ValueError(f"identity_reads must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
+        for name, reads in (("identity_reads", self.identity_reads), ("extra_reads", self.extra_reads)):
+            if (isinstance(reads, str) or not reads and name == "identity_reads" or any(r not in READ_BOXES for r in reads)
+                    or len(set(reads)) < len(reads)):
+                raise ValueError(f"{name} must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
         if not self.context_blur > 0:
             raise ValueError(f"context_blur must be positive, got {self.context_blur}")
         if not self.context_fade >= 0:
