@@ -8,7 +8,9 @@ by step (``identity_retries``: feathered in, over its surroundings blurred, then
 moved), and greyed when every step leaves it so; a blurred or pixelated face is greyed at once.
 With ``context_every_face`` (the default), every replaced face is feathered in over its blurred
 surroundings before it is judged at all; without it, only a face that passed closer than
-``0.6 + feather_margin`` is, and only when that reads farther. A face is checked again
+``0.6 + feather_margin`` is, and only when that reads farther. A face that reads closer than
+``0.6 + extra_reads_margin`` is read in the ``extra_reads`` boxes as well from then on, and has to
+have changed in each. A face is checked again
 when another face's change (a retry, a grey, a face found in the photo turned) overlaps it
 afterwards. Everything done is in the face's report.
 """

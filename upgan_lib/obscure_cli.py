@@ -108,21 +108,23 @@ def _config(args) -> ObscureConfig:
     detectors = tuple(d.strip() for d in str(getattr(args, "detectors", "hog,centerface")).split(",") if d.strip())
     if not detectors or any(d not in ("hog", "centerface") for d in detectors):
         raise ObscureError(f"--detectors {getattr(args, 'detectors', '')!r}: use hog, centerface or hog,centerface")
-    try:
-        reads = parse_read_boxes(getattr(args, "identity_reads", None) or ",".join(ObscureConfig().identity_reads))
-    except ValueError as e:
-        raise ObscureError(f"--identity-reads {e}") from None
-    try:
-        extra = parse_read_boxes(getattr(args, "extra_reads", None) or ",".join(ObscureConfig().extra_reads),
-                                 allow_none=True)
-    except ValueError as e:
-        raise ObscureError(f"--extra-reads {e}") from None
+    reads, extra = _read_boxes(args, "identity_reads"), _read_boxes(args, "extra_reads", allow_none=True)
     return ObscureConfig(method=args.method, strength=args.strength, detect_max_side=args.detect_max_side,
                          swap=SwapConfig(blend=args.blend), detectors=detectors,
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
                          context_every_face=getattr(args, "context_every_face", True),
                          identity_reads=reads, extra_reads=extra)
+
+
+def _read_boxes(args, name: str, allow_none: bool = False) -> tuple:
+    """``--identity-reads`` / ``--extra-reads`` (``name``) as :func:`parse_read_boxes` reads them
+    (not given: ``ObscureConfig``'s default); a bad value is an :class:`ObscureError`."""
+    try:
+        return parse_read_boxes(getattr(args, name, None) or ",".join(getattr(ObscureConfig(), name)) or "none",
+                                allow_none)
+    except ValueError as e:
+        raise ObscureError(f"--{name.replace('_', '-')} {e}") from None
 
 
 def _obscurer(args, cfg: ObscureConfig) -> Obscurer:

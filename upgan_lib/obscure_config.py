@@ -132,9 +132,10 @@ class ObscureConfig:
             raise ValueError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.detect_max_side < 64:
             raise ValueError(f"detect_max_side must be at least 64, got {self.detect_max_side}")
-        for name, reads in (("identity_reads", self.identity_reads), ("extra_reads", self.extra_reads)):
-            if (isinstance(reads, str) or not reads and name == "identity_reads" or any(r not in READ_BOXES for r in reads)
-                    or len(set(reads)) < len(reads)):
+        for name, reads, may_be_empty in (("identity_reads", self.identity_reads, False),
+                                          ("extra_reads", self.extra_reads, True)):
+            named = not isinstance(reads, str) and all(r in READ_BOXES for r in reads)
+            if not named or len(set(reads)) < len(reads) or not (reads or may_be_empty):
                 raise ValueError(f"{name} must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
         if not self.context_blur > 0:
             raise ValueError(f"context_blur must be positive, got {self.context_blur}")
