@@ -68,7 +68,8 @@ def make_obscurer(args):
                            verify_identity=args.verify_identity, identity_margin=args.identity_margin,
                            feather_margin=args.feather_margin, identity_reads=args.identity_reads,
                            extra_reads=args.extra_reads,
-                           context_every_face=args.context_every_face, context_blur=args.context_blur)
+                           context_every_face=args.context_every_face, context_blur=args.context_blur,
+                           sharpen=args.sharpen)
     if args.method != "upgan":
         return ob.Obscurer(cfg), f"method {args.method}"
     checkpoint = None if args.checkpoint == "shipped" else args.checkpoint
@@ -82,7 +83,8 @@ def print_summary(label: str, s: dict, identity: bool = True, records: list = ()
           f"({100 * s['left_unchanged_rate']:.2f} %), "
           + ("" if not identity else f"{s['same_person']} still the same person ({100 * s['same_person_rate']:.2f} %; "
              f"{s['same_person_on_grey']} of them on a box that is all grey, "
-             f"{100 * s['same_person_rate_not_grey']:.2f} % without those), ")
+             f"{100 * s['same_person_rate_not_grey']:.2f} % without those; {s.get('same_person_like_blank', 0)} "
+             "faces it matches to a blank photo too), ")
           + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
     off = judge_box_offsets(list(records))
     if off:
@@ -121,6 +123,7 @@ def merge(paths: list) -> int:
                            unchanged=sum(p["left_unchanged"] for p in parts),
                            same_person=sum(p["same_person"] for p in parts),
                            same_person_on_grey=sum(p.get("same_person_on_grey", 0) for p in parts),
+                           same_person_like_blank=sum(p.get("same_person_like_blank", 0) for p in parts),
                            photos_without_faces=sum(p["photos_reported_without_faces"] for p in parts))
         print_summary(label, total.summary(), records=[x for p in parts for x in p.get("records", [])])
     return 0
@@ -147,6 +150,8 @@ def main(argv=None) -> int:
                         "(default: as `upgan obscure`)")
     p.add_argument("--context-blur", type=float, default=ob_default("context_blur"),
                    help="sigma of that blur, times the face's width (default: as `upgan obscure`)")
+    p.add_argument("--sharpen", type=float, default=ob_default("sharpen"),
+                   help="as `upgan obscure --sharpen` (default: as there)")
     p.add_argument("--feather-margin", type=float, default=ob_default("feather_margin"),
                    help="with --no-context-every-face: a face that passed closer than 0.6 + this is given "
                         "that step if it reads farther (default: as `upgan obscure`)")
@@ -207,6 +212,7 @@ def main(argv=None) -> int:
 
     context = ("context every face" if args.context_every_face else f"feather {args.feather_margin}")
     note += (f"; --verify-identity (margin {args.identity_margin}, {context}, context blur {args.context_blur}, "
+             f"sharpen {args.sharpen}, "
              f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'})"
              if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": judge_name, "shard": args.shard, "judge_boxes": {}}

@@ -521,6 +521,44 @@ def test_every_replaced_face_is_feathered_in_over_its_blurred_surroundings_befor
     assert (r["action"], r["reason"], r["was"]) == ("greyed", "identity_kept", "replaced")
 
 
+class Striped(Painted):
+    """Stand-in generator: the painted face with stripes, detail an unsharp mask changes."""
+
+    def __call__(self, utility, aligned=None):
+        faces, masks = super().__call__(utility, aligned)
+        faces[:, :, ::6] = (200, 80, 40)
+        return faces, masks
+
+
+def test_every_face_the_check_blends_in_again_is_sharpened_first(monkeypatch):
+    from upgan_lib import identity_check
+    from upgan_lib.swap import sharpen
+
+    p5 = _points5(320, 240, 60)
+    face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
+    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
+    drawn, swap_face = [], identity_check.swap_face
+    monkeypatch.setattr(identity_check, "swap_face", lambda photo, f, *a: drawn.append(f) or swap_face(photo, f, *a))
+    generated = Striped()(np.zeros((1, 17), np.float32))[0][0]
+
+    def run(script, config=cfg):
+        drawn.clear()
+        obs = Obscurer(config, finder=Fixed([face]), faces=Striped(), attributes=FixedAttributes())
+        obs._recogniser = ScriptedRecogniser(script)
+        return obs.obscure(_photo(5))
+
+    assert (cfg.sharpen, cfg.sharpen_sigma) == (4.0, 2.0)
+    res = run([0.9])  # the surroundings step, then an age step: both sharpened
+    assert len(drawn) == 1 and np.array_equal(drawn[0], sharpen(generated, 4.0, 2.0))
+    assert not np.array_equal(drawn[0], generated)
+    run([0.5, 0.9])
+    assert len(drawn) == 2 and all(np.array_equal(f, sharpen(generated, 4.0, 2.0)) for f in drawn)
+    plain = run([0.9], replace(cfg, sharpen=0.0))
+    assert np.array_equal(drawn[0], generated) and (plain.image != res.image).any()
+    with pytest.raises(ValueError, match="sharpen"):
+        ObscureConfig(sharpen=-1.0)
+
+
 def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_when_that_reads_farther():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
@@ -690,3 +728,6 @@ def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_n
     assert off.extra_reads == ()
     with pytest.raises(obscure_cli.ObscureError, match="--extra-reads"):
         obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--extra-reads", "sideways"]))
+    assert on.sharpen == 4.0 and obscure_cli._config(p.parse_args(["a", "b", "--sharpen", "0"])).sharpen == 0.0
+    with pytest.raises(obscure_cli.ObscureError, match="--sharpen"):
+        obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--sharpen", "-1"]))

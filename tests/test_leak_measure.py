@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from upgan_lib.leak import BLANK, Case, grey_fraction, measure
+from upgan_lib.leak import BLANK, Case, blank_distance, grey_fraction, measure
 from upgan_lib.swap import grey_checker
 
 
@@ -87,3 +87,28 @@ def test_known_judge_boxes_are_reused_and_checked_against_the_judge():
     wrong = KnownBoxes({"lit": [[5, 2, 30, 40]]}, recheck_every=1)
     with pytest.raises(ValueError, match="another judge"):
         photo_cases([("lit", lit)], judge, wrong)
+
+
+class DarkOrBright:
+    """Stand-in recogniser: reads only whether a box is dark, and whether it is bright; a
+    mid-grey face reads as the checkerboard does (as dlib reads some faces near its average)."""
+
+    SAME_PERSON = 0.6
+
+    def descriptor(self, rgb, box):
+        x0, y0, x1, y1 = box
+        m = rgb[y0:y1, x0:x1].mean()
+        return np.array([float(m < 30), float(m > 200)])
+
+
+def test_a_match_the_judge_also_makes_with_a_blank_photo_is_counted_apart():
+    rgb = np.full((100, 300, 3), 60, np.uint8)
+    rgb[:, :100] = 20  # a face the recogniser tells from a blank
+    boxes = [(0, 0, 100, 100), (100, 0, 200, 100), (200, 0, 300, 100)]
+    assert blank_distance(DarkOrBright(), rgb, boxes[0]) == 1.0 and blank_distance(DarkOrBright(), rgb, boxes[1]) == 0.0
+    fills = [(boxes[0], None), (boxes[1], None), (boxes[2], 250)]  # two left, one another person
+    res = measure([Case("p", rgb, boxes)], Recolour(fills), DarkOrBright())
+    assert [x.get("blank_distance") for x in res.records] == [1.0, 0.0, None]  # read for matches only
+    r = res.summary()
+    assert (r["same_person"], r["same_person_like_blank"]) == (2, 1)
+

@@ -5,7 +5,7 @@ import pytest
 
 from upgan_lib.align import matrix_scale
 from upgan_lib.swap import (GREY_CELL, GREY_LEVELS, SwapConfig, SwapError, blend_mask, blur_out, compose_scene,
-                            face_region_box, grey_checker, grey_out, inner_face_polygon, is_grey_fill, swap_face)
+                            face_region_box, grey_checker, grey_out, inner_face_polygon, is_grey_fill, sharpen, swap_face)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +192,24 @@ def test_blur_out_blurs_the_whole_region_and_fades_out_beyond_it_without_an_edge
     empty = photo.copy()
     x0, y0, x1, y1 = blur_out(empty, (400, 10, 450, 50), 5.0, 10)
     assert x1 <= x0 and np.array_equal(empty, photo)
+
+
+def test_sharpen_adds_the_detail_above_a_gaussian_and_leaves_flat_areas_alone():
+    face = np.full((128, 128, 3), 100, np.uint8)
+    face[:, 64:] = 140  # one vertical edge
+    out = sharpen(face, 2.0, 2.0)
+    assert out.dtype == np.uint8 and out.shape == face.shape
+    assert np.array_equal(out[:, :50], face[:, :50]) and np.array_equal(out[:, 78:], face[:, 78:])  # flat: unchanged
+    soft = cv2.GaussianBlur(face.astype(np.float32), (0, 0), 2.0, borderType=cv2.BORDER_REFLECT)
+    expect = np.clip(np.round(face + 2.0 * (face - soft)), 0, 255)
+    assert np.array_equal(out, expect.astype(np.uint8))
+    assert out[0, 63, 0] < 100 and out[0, 64, 0] > 140  # the edge overshoots on both sides
+    assert sharpen(face, 0.0) is face
+    strong = sharpen(face, 50.0, 2.0)
+    assert strong.min() == 0 and strong.max() == 255  # clipped, not wrapped
+    for amount, sigma in ((-1.0, 2.0), (1.0, 0.0)):
+        with pytest.raises(ValueError, match="sharpen"):
+            sharpen(face, amount, sigma)
 
 
 def test_compose_scene_ground_truth(faces):

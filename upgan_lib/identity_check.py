@@ -24,7 +24,7 @@ import numpy as np
 
 from .detect import iou
 from .recognise import FaceRecogniser
-from .swap import blur_out, face_region_box, swap_face
+from .swap import blur_out, face_region_box, sharpen, swap_face
 from .utility import AGE_SCALE
 
 
@@ -210,6 +210,7 @@ class IdentityCheck:
             face, prob = faces[0], probs[0]
             photo.reports[i]["utility"]["age"] = round(age + shift, 1)
             photo.reports[i]["age_shifted_by"] = shift
+        face = sharpen(face, self.cfg.sharpen, self.cfg.sharpen_sigma)
         r = swap_face(photo.out, face, prob, al.matrix, replace(self.cfg.swap, blend="alpha"),
                       photo.found[i].landmarks68)
         photo.out = r.image

@@ -12,7 +12,11 @@ HOG and CenterFace, :mod:`upgan_lib.detect`). For every face the judge finds in 
   Of those, the ones whose judge box is at least ``BLANK`` fail-closed grey in the output (the
   grey checkerboard `upgan obscure` fails closed with) are counted apart as well: nothing of the
   face is left there, so such a match says more about the recogniser than about a leak (a flat
-  grey square, the fill before the checkerboard, read as 0.4-0.6 from a few originals).
+  grey square, the fill before the checkerboard, read as 0.4-0.6 from a few originals). And
+  every match is read once more against a **blank**: the whole photo replaced by the fill's
+  checkerboard (:func:`blank_distance`). A face whose original the recogniser puts closer than
+  0.6 to a photo with no face in it at all is one it cannot tell from nothing; its match is
+  counted apart too (``same_person_like_blank``), whatever the output holds.
 
 **Constructed cases** (:func:`constructed_cases`) are built at run time from photos whose face
 the judge found, by synthetic composition, and never stored: the photo turned by 90, 180 and
@@ -28,7 +32,7 @@ import cv2
 import numpy as np
 
 from .detect import iou
-from .swap import GREY_LEVELS, is_grey_fill
+from .swap import GREY_CELL, GREY_LEVELS, grey_checker, is_grey_fill
 
 
 @dataclass
@@ -184,6 +188,17 @@ def constructed_cases(photos: list, judge, landmarker=None, seed: int = 0) -> li
 BLANK = 0.9
 
 
+def blank_distance(recogniser, original: np.ndarray, box, levels=GREY_LEVELS) -> float:
+    """How far ``recogniser`` reads the face in ``box`` of ``original`` from the same box of a
+    blank photo of its size: the fail-closed fill's checkerboard (``levels``, squares 1/25 of the
+    box's width) over all of it. Below ``recogniser.SAME_PERSON``, the recogniser matches this
+    face to nothing at all."""
+    h, w = original.shape[:2]
+    cell = max(2, int(round(GREY_CELL * (float(box[2]) - float(box[0])))))
+    blank = grey_checker(h, w, cell, levels)
+    return float(np.linalg.norm(recogniser.descriptor(original, box) - recogniser.descriptor(blank, box)))
+
+
 def grey_fraction(img: np.ndarray, box, levels=GREY_LEVELS) -> float:
     """Fraction of ``box`` (clamped to ``img``) that is exactly one of the fail-closed fill's grey
     ``levels`` (:func:`upgan_lib.swap.grey_out`) in every channel."""
@@ -200,6 +215,7 @@ class LeakResult:
     unchanged: int = 0
     same_person: int = 0
     same_person_on_grey: int = 0
+    same_person_like_blank: int = 0
     photos_without_faces: int = 0
     records: list = field(default_factory=list)
 
@@ -209,6 +225,7 @@ class LeakResult:
                 "left_unchanged_rate": self.unchanged / f, "same_person": self.same_person,
                 "same_person_rate": self.same_person / f, "same_person_on_grey": self.same_person_on_grey,
                 "same_person_rate_not_grey": (self.same_person - self.same_person_on_grey) / f,
+                "same_person_like_blank": self.same_person_like_blank,
                 "photos_reported_without_faces": self.photos_without_faces}
 
 
@@ -235,6 +252,9 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
                 rec["grey"] = round(grey_fraction(out_up, box), 3)
                 res.same_person += rec["same_person"]
                 res.same_person_on_grey += rec["same_person"] and rec["grey"] >= BLANK
+                if rec["same_person"]:
+                    rec["blank_distance"] = round(blank_distance(recogniser, orig_up, box), 3)
+                    res.same_person_like_blank += rec["blank_distance"] < recogniser.SAME_PERSON
             res.faces += 1
             res.unchanged += unch
             res.records.append(rec)

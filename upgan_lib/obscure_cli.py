@@ -66,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with the identity check: feather every replaced face in over its surroundings blurred "
                         "(jaw, ears, hairline) before it is judged; --no-context-every-face keeps the paper's "
                         "Poisson blend for faces the check passes clearly, at a cost in privacy (default: on)")
+    p.add_argument("--sharpen", type=float, default=ObscureConfig().sharpen, metavar="AMOUNT",
+                   help="with the identity check: sharpen every face it blends in (unsharp mask of this amount; "
+                        "a soft generated face is read as the person it replaced more often; 0: off; "
+                        "default: %(default)s)")
     p.add_argument("--identity-reads", default=",".join(ObscureConfig().identity_reads),
                    help="the boxes each face is read in for the identity check, any of own (its box), wide (1.25x "
                         "its box), cnn (where dlib's CNN detector would box it); it has to read as another person "
@@ -114,7 +118,16 @@ def _config(args) -> ObscureConfig:
                          search_rotations=not getattr(args, "no_rotations", False),
                          verify_identity=getattr(args, "verify_identity", True),
                          context_every_face=getattr(args, "context_every_face", True),
-                         identity_reads=reads, extra_reads=extra)
+                         identity_reads=reads, extra_reads=extra, sharpen=_sharpen(args))
+
+
+def _sharpen(args) -> float:
+    """``--sharpen`` (not given: ``ObscureConfig``'s default); a bad value is an :class:`ObscureError`."""
+    amount = getattr(args, "sharpen", None)
+    amount = ObscureConfig().sharpen if amount is None else amount
+    if not amount >= 0:
+        raise ObscureError(f"--sharpen {amount}: use an amount of 0 (off) or more")
+    return float(amount)
 
 
 def _read_boxes(args, name: str, allow_none: bool = False) -> tuple:

@@ -86,6 +86,12 @@ class ObscureConfig:
         most often when the face itself reads as another (``benchmarks/leak_rate.py``). Off: only
         a face that reads closer than ``0.6 + feather_margin`` is given it, kept only when it
         reads farther, and the rest keep the paper's Poisson-blended look.
+    sharpen, sharpen_sigma: every face the check blends in again (each retry, so with
+        ``context_every_face`` every replaced face) is sharpened first: an unsharp mask of this
+        amount over a Gaussian of ``sharpen_sigma`` px in the aligned 128 frame
+        (:func:`upgan_lib.swap.sharpen`). The generator's faces come out soft, and dlib's
+        recogniser reads a soft generated face as the person it replaced more often
+        (``benchmarks/leak_rate.py``); 0: off.
     feather_margin: with ``context_every_face`` off, a face that passed, but reads closer than
         ``0.6 + feather_margin``, is given the strongest retry that keeps every piece of utility
         all the same, kept only when it reads farther from the original (else the face is put
@@ -119,6 +125,8 @@ class ObscureConfig:
     extra_reads_margin: float = 0.1
     context_blur: float = 1.0
     context_fade: float = 0.15
+    sharpen: float = 4.0
+    sharpen_sigma: float = 2.0
     retry_age_shifts: tuple = (20.0, 35.0)
     max_landmark_error: float = 0.35
     strength: int = 25
@@ -139,6 +147,8 @@ class ObscureConfig:
                 raise ValueError(f"{name} must be distinct names out of {', '.join(READ_BOXES)}, got {reads!r}")
         if not self.context_blur > 0:
             raise ValueError(f"context_blur must be positive, got {self.context_blur}")
+        if not (self.sharpen >= 0 and self.sharpen_sigma > 0):
+            raise ValueError(f"sharpen must be 0 or more and sharpen_sigma positive, got {self.sharpen}, {self.sharpen_sigma}")
         if not self.context_fade >= 0:
             raise ValueError(f"context_fade must be 0 or more, got {self.context_fade}")
         if len(self.grey_levels) != 2 or not all(0 <= int(v) <= 255 for v in self.grey_levels):

@@ -166,6 +166,18 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def sharpen(face: np.ndarray, amount: float, sigma: float = 2.0) -> np.ndarray:
+    """Unsharp mask: ``face`` (uint8) plus ``amount`` x its detail above a Gaussian of ``sigma``
+    px, clipped to 0-255 (``amount`` 0: ``face`` unchanged)."""
+    if amount < 0 or sigma <= 0:
+        raise ValueError(f"sharpen needs amount >= 0 and sigma > 0, got {amount}, {sigma}")
+    if amount == 0:
+        return face
+    f = face.astype(np.float32)
+    detail = f - cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return np.clip(np.round(f + amount * detail), 0, 255).astype(np.uint8)
+
+
 def blur_out(image: np.ndarray, region, sigma: float, fade: float) -> tuple:
     """Blur ``region`` (x0, y0, x1, y1) of ``image`` in place with a Gaussian of ``sigma`` px
     (:func:`gaussian_blur`), all of it, and fade the blur out over ``fade`` px beyond it, so that
