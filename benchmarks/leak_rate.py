@@ -67,7 +67,7 @@ def make_obscurer(args):
     cfg = ob.ObscureConfig(method=args.method, detectors=tuple(args.detectors.split(",")),
                            verify_identity=args.verify_identity, identity_margin=args.identity_margin,
                            feather_margin=args.feather_margin, identity_reads=args.identity_reads,
-                           extra_reads=args.extra_reads,
+                           extra_reads=args.extra_reads, extra_reads_margin=args.extra_reads_margin,
                            context_every_face=args.context_every_face, context_blur=args.context_blur,
                            sharpen=args.sharpen)
     if args.method != "upgan":
@@ -159,6 +159,8 @@ def main(argv=None) -> int:
                    help="as `upgan obscure --identity-reads` (default: as there)")
     p.add_argument("--extra-reads", type=lambda t: read_boxes(t, allow_none=True), default=ob_default("extra_reads"),
                    help="as `upgan obscure --extra-reads` (default: as there)")
+    p.add_argument("--extra-reads-margin", type=float, default=ob_default("extra_reads_margin"),
+                   help="a face closer than 0.6 + this is given the extra reads (default: as `upgan obscure`)")
     p.add_argument("--judge-boxes", nargs="+", metavar="JSON",
                    help="earlier runs' --out files: the judge's boxes recorded there are re-used for the same "
                         "photos (the judge, ~60 %% of the time, runs only on new ones; one re-used photo in 50 "
@@ -213,7 +215,7 @@ def main(argv=None) -> int:
     context = ("context every face" if args.context_every_face else f"feather {args.feather_margin}")
     note += (f"; --verify-identity (margin {args.identity_margin}, {context}, context blur {args.context_blur}, "
              f"sharpen {args.sharpen}, "
-             f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'})"
+             f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'} below {0.6 + args.extra_reads_margin:.2f})"
              if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": judge_name, "shard": args.shard, "judge_boxes": {}}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)
