@@ -731,3 +731,7 @@ def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_n
     assert on.sharpen == 4.0 and obscure_cli._config(p.parse_args(["a", "b", "--sharpen", "0"])).sharpen == 0.0
     with pytest.raises(obscure_cli.ObscureError, match="--sharpen"):
         obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--sharpen", "-1"]))
+    assert on.extra_reads_margin == 0.1
+    assert obscure_cli._config(p.parse_args(["a", "b", "--extra-reads-margin", "0.15"])).extra_reads_margin == 0.15
+    with pytest.raises(obscure_cli.ObscureError, match="--extra-reads-margin"):
+        obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--extra-reads-margin", "-0.1"]))
