@@ -188,15 +188,16 @@ def constructed_cases(photos: list, judge, landmarker=None, seed: int = 0) -> li
 BLANK = 0.9
 
 
-def blank_distance(recogniser, original: np.ndarray, box, levels=GREY_LEVELS) -> float:
+def blank_distance(recogniser, original: np.ndarray, box, levels=GREY_LEVELS, was: np.ndarray | None = None) -> float:
     """How far ``recogniser`` reads the face in ``box`` of ``original`` from the same box of a
     blank photo of its size: the fail-closed fill's checkerboard (``levels``, squares 1/25 of the
     box's width) over all of it. Below ``recogniser.SAME_PERSON``, the recogniser matches this
-    face to nothing at all."""
+    face to nothing at all. ``was``: the face's descriptor in ``original``, when already read."""
     h, w = original.shape[:2]
     cell = max(2, int(round(GREY_CELL * (float(box[2]) - float(box[0])))))
     blank = grey_checker(h, w, cell, levels)
-    return float(np.linalg.norm(recogniser.descriptor(original, box) - recogniser.descriptor(blank, box)))
+    was = recogniser.descriptor(original, box) if was is None else was
+    return float(np.linalg.norm(was - recogniser.descriptor(blank, box)))
 
 
 def grey_fraction(img: np.ndarray, box, levels=GREY_LEVELS) -> float:
@@ -246,14 +247,15 @@ def measure(cases, obscurer, recogniser=None, result: LeakResult | None = None, 
             if match is not None:
                 rec["obscurer_box"] = list(match)
             if recogniser is not None:
-                d = float(np.linalg.norm(recogniser.descriptor(orig_up, box) - recogniser.descriptor(out_up, box)))
+                was = recogniser.descriptor(orig_up, box)
+                d = float(np.linalg.norm(was - recogniser.descriptor(out_up, box)))
                 rec["distance"] = round(d, 3)
                 rec["same_person"] = d < recogniser.SAME_PERSON
                 rec["grey"] = round(grey_fraction(out_up, box), 3)
                 res.same_person += rec["same_person"]
                 res.same_person_on_grey += rec["same_person"] and rec["grey"] >= BLANK
                 if rec["same_person"]:
-                    rec["blank_distance"] = round(blank_distance(recogniser, orig_up, box), 3)
+                    rec["blank_distance"] = round(blank_distance(recogniser, orig_up, box, was=was), 3)
                     res.same_person_like_blank += rec["blank_distance"] < recogniser.SAME_PERSON
             res.faces += 1
             res.unchanged += unch
