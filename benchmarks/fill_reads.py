@@ -9,9 +9,14 @@ as `upgan obscure` does (its region from the 68 landmarks, grown by 15 %) with e
 and prints, per fill, how many faces read closer than 0.6 to their original, and the lowest,
 5th-percentile and median distances:
 
-* ``flat128``: flat grey 128 (the fill before the checkerboard);
-* ``checker``: the default, a checkerboard of greys 64 and 192, squares 1/25 of the face's width;
-* ``checker_bw``: the same in black and white; ``checker_soft``: greys 96 and 160.
+* ``flat128``: flat grey 128 (the first fill);
+* ``checker``: the default, a checkerboard of greys 64 and 192, squares 6 % of the face's width;
+* ``checker_4pc``, ``checker_5pc``, ``checker_8pc``: the same with squares of 4 % (the fill
+  before), 5 % and 8 %;
+* ``checker_bw``: the default in black and white; ``checker_soft``: greys 96 and 160.
+
+Each fill is drawn as it is first drawn, without the identity check's further tries
+(``ObscureConfig.grey_cells``).
 
   python benchmarks/fill_reads.py --utkface 300 --identities 300
 
@@ -28,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-FILLS = {"flat128": (128, 128), "checker": (64, 192), "checker_bw": (0, 255), "checker_soft": (96, 160)}
+#: name: (grey levels, square size as a fraction of the face's width)
+FILLS = {"flat128": ((128, 128), 0.06), "checker": ((64, 192), 0.06), "checker_4pc": ((64, 192), 0.04),
+         "checker_5pc": ((64, 192), 0.05), "checker_8pc": ((64, 192), 0.08), "checker_bw": ((0, 255), 0.06),
+         "checker_soft": ((96, 160), 0.06)}
 
 
 def photos(source: str, n: int, seed: int, frame: bool):
@@ -65,9 +73,9 @@ def measure(items, landmarker, recogniser) -> tuple[dict, int, int]:
         no_face += not found
         for f in found:
             before = recogniser.descriptor(rgb, f.box)
-            for name, levels in FILLS.items():
+            for name, (levels, cell) in FILLS.items():
                 out = rgb.copy()
-                grey_out(out, f.box, f.landmarks68, 0.15, levels)
+                grey_out(out, f.box, f.landmarks68, 0.15, levels, cell)
                 dist[name].append(float(np.linalg.norm(before - recogniser.descriptor(out, f.box))))
     return dist, n_photos, no_face
 

@@ -86,11 +86,10 @@ def print_summary(label: str, s: dict, identity: bool = True, records: list = ()
              f"{100 * s['same_person_rate_not_grey']:.2f} % without those; {s.get('same_person_like_blank', 0)} "
              "faces it matches to a blank photo too), ")
           + f"{s['photos_reported_without_faces']} photo(s) reported without faces")
-    off = judge_box_offsets(list(records))
-    if off:
-        print(f"  the judge's box against the obscurer's, medians over {off['faces']} faces both found: centre "
-              f"{100 * off['centre_x']:+.1f} % of the width across, {100 * off['centre_y']:+.1f} % of the height down; "
-              f"size {off['width']:.3f} x {off['height']:.3f}")
+    for shape, off in judge_box_offsets(list(records)).items():
+        print(f"  the judge's box against the obscurer's {shape} boxes, medians over {off['faces']} faces both found: "
+              f"centre {100 * off['centre_x']:+.1f} % of the width across, {100 * off['centre_y']:+.1f} % of the height "
+              f"down; size {off['width']:.3f} x {off['height']:.3f}")
 
 
 def load_judge_boxes(paths: list, judge_name: str):
@@ -215,7 +214,8 @@ def main(argv=None) -> int:
     context = ("context every face" if args.context_every_face else f"feather {args.feather_margin}")
     note += (f"; --verify-identity (margin {args.identity_margin}, {context}, context blur {args.context_blur}, "
              f"sharpen {args.sharpen}, "
-             f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'} below {0.6 + args.extra_reads_margin:.2f})"
+             f"reads {args.identity_reads}, extra reads {args.extra_reads or 'none'} below {0.6 + args.extra_reads_margin:.2f}, "
+             f"fills tried {obscurer.cfg.grey_cells})"
              if args.verify_identity else "; --no-verify-identity")
     out = {"obscurer": note, "detectors": args.detectors, "judge": judge_name, "shard": args.shard, "judge_boxes": {}}
     print(f"{note}; detectors {args.detectors}; judge dlib CNN (upsample {args.judge_upsample})", flush=True)

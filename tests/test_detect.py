@@ -11,7 +11,7 @@ from PIL import Image
 
 from upgan_lib import detect as dt
 from upgan_lib.obscure import FixedAttributes, FoundFace, ObscureConfig, Obscurer, obscure_path
-from upgan_lib.swap import SwapConfig, clamp_box, face_region_box, is_grey_fill
+from upgan_lib.swap import SwapConfig, clamp_box, face_region_box, grey_out, is_grey_fill
 
 PASTE = ObscureConfig(swap=SwapConfig(blend="paste", colour_match=False))
 
@@ -314,7 +314,7 @@ def test_verify_identity_replaces_more_strongly_before_it_greys():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
     cfg = ObscureConfig(verify_identity=True, context_every_face=False,  # Poisson first, as the paper
-                        extra_reads=(), swap=SwapConfig(colour_match=False))
+                        identity_reads=("wide",), extra_reads=(), swap=SwapConfig(colour_match=False))
     attrs = FixedAttributes(age=30, gender=1, race=0)
     # still the same person after Poisson, feathering and blurring what is around it: a face 20
     # years older is feathered in
@@ -360,7 +360,8 @@ def test_folder_summary_counts_faces_replaced_more_strongly(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("a.png", "b.png"):
         Image.fromarray(_photo(5)).save(tmp_path / "in" / name)
-    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, identity_reads=("wide",), extra_reads=(),
+                        swap=SwapConfig(colour_match=False))
     obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
     looks = iter([0.0, 0.9, 0.0, 0.3, 0.8])  # a.png: original, changed at once; b.png: original, feathered in
 
@@ -474,8 +475,8 @@ class GreyIsSame:
 
 def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
     left, right = _face(280, 240), _face(390, 240)
-    obs = Obscurer(replace(PASTE, verify_identity=True), finder=Fixed([left, right]), faces=Painted(),
-                   attributes=FixedAttributes())
+    wide = replace(PASTE, verify_identity=True, identity_reads=("wide",))
+    obs = Obscurer(wide, finder=Fixed([left, right]), faces=Painted(), attributes=FixedAttributes())
     obs._recogniser = GreyIsSame(left.box)
     res = obs.obscure(_photo(5))
     a, b = res.faces
@@ -483,8 +484,7 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
     assert a["rechecked"] and (a["action"], a["reason"]) == ("greyed", "identity_kept")
     assert "came back" in a["detail"]
     # apart, each face is checked once: the left one stays replaced
-    apart = Obscurer(replace(PASTE, verify_identity=True), finder=Fixed([left, _face(520, 240)]),
-                     faces=Painted(), attributes=FixedAttributes())
+    apart = Obscurer(wide, finder=Fixed([left, _face(520, 240)]), faces=Painted(), attributes=FixedAttributes())
     apart._recogniser = GreyIsSame(left.box)
     a, b = apart.obscure(_photo(5)).faces
     assert a["action"] == "replaced" and "rechecked" not in a and b["action"] == "greyed"
@@ -493,7 +493,8 @@ def test_a_face_is_checked_again_when_a_face_beside_it_is_greyed_over_it():
 def test_every_replaced_face_is_feathered_in_over_its_blurred_surroundings_before_it_is_judged():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, identity_reads=("wide",), extra_reads=(),
+                        swap=SwapConfig(colour_match=False))
     attrs = FixedAttributes(age=30, gender=1, race=0)
 
     def run(script, config=cfg):
@@ -536,7 +537,8 @@ def test_every_face_the_check_blends_in_again_is_sharpened_first(monkeypatch):
 
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, extra_reads=(), swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, identity_reads=("wide",), extra_reads=(),
+                        swap=SwapConfig(colour_match=False))
     drawn, swap_face = [], identity_check.swap_face
     monkeypatch.setattr(identity_check, "swap_face", lambda photo, f, *a: drawn.append(f) or swap_face(photo, f, *a))
     generated = Striped()(np.zeros((1, 17), np.float32))[0][0]
@@ -562,8 +564,8 @@ def test_every_face_the_check_blends_in_again_is_sharpened_first(monkeypatch):
 def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_when_that_reads_farther():
     p5 = _points5(320, 240, 60)
     face = FoundFace((260, 170, 380, 330), dt.landmarks68_from_points5(p5), 0.9, None, p5, ("hog",), "hog")
-    cfg = ObscureConfig(verify_identity=True, context_every_face=False, feather_margin=0.12, extra_reads=(),
-                        swap=SwapConfig(colour_match=False))
+    cfg = ObscureConfig(verify_identity=True, context_every_face=False, feather_margin=0.12,
+                        identity_reads=("wide",), extra_reads=(), swap=SwapConfig(colour_match=False))
 
     def run(script, config=cfg):
         obs = Obscurer(config, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
@@ -586,6 +588,18 @@ def test_a_face_near_the_threshold_is_given_the_strongest_utility_keeping_retry_
     # far enough at once: nothing more is done
     (r,) = run([0.75]).faces
     assert "blend" not in r and "context_blurred_distance" not in r
+
+
+def test_the_cnn_like_box_follows_each_detectors_box_shape():
+    from upgan_lib.identity_check import cnn_like_box
+
+    # HOG's square box: a little up and to the left, 0.9 times the size
+    x0, y0, x1, y1 = cnn_like_box((100, 100, 200, 200))
+    assert np.allclose(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), (146.2, 143.1, 89.6, 89.6))
+    # CenterFace's tall box (140 px high for 100 wide): a square across its middle
+    x0, y0, x1, y1 = cnn_like_box((100, 100, 200, 240))
+    assert np.allclose(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), (145.3, 168.04, 105.7, 114.8))
+    assert abs((y1 - y0) / (x1 - x0) - 1) < 0.1
 
 
 class SameOnlyInTheCnnBox:
@@ -642,6 +656,7 @@ def test_a_face_that_reads_close_is_read_in_more_boxes_and_must_have_changed_in_
     face = _face(320, 240)
 
     def run(distances, **kw):
+        kw = {"identity_reads": ("wide",), "extra_reads": ("own", "cnn"), **kw}
         obs = Obscurer(replace(PASTE, verify_identity=True, identity_retries=(), **kw), finder=Fixed([face]),
                        faces=Painted(), attributes=FixedAttributes())
         obs._recogniser = ReadsByBox(face.box, distances)
@@ -652,22 +667,67 @@ def test_a_face_that_reads_close_is_read_in_more_boxes_and_must_have_changed_in_
     r, reads = run({"wide": 0.75, "own": 0.5, "cnn": 0.7})
     assert (r["action"], r["identity_distance"], reads) == ("replaced", 0.75, 1) and "extra_reads" not in r
     # passed, but closer than 0.7: read in its own box and the CNN-like one too, the same person there
+    # (and greyed: each of its six fills is read in all three boxes as well, and reads as close)
     r, reads = run({"wide": 0.65, "own": 0.5, "cnn": 0.7})
-    assert (r["action"], r["reason"], r["identity_distance"], reads) == ("greyed", "identity_kept", 0.5, 3)
+    assert (r["action"], r["reason"], r["identity_distance"], reads) == ("greyed", "identity_kept", 0.5, 3 + 6 * 3)
+    assert (r["fill_tries"], r["fill_distance"]) == (6, 0.5)
     assert r["extra_reads"] == ["own", "cnn"]
     # changed in every box: stays replaced, read in all three
     r, reads = run({"wide": 0.65, "own": 0.7, "cnn": 0.68})
     assert (r["action"], r["identity_distance"], r["extra_reads"], reads) == ("replaced", 0.65, ["own", "cnn"], 3)
     # no extra reads asked for: the wide read alone decides
-    r, reads = run({"wide": 0.65, "own": 0.5, "cnn": 0.7}, extra_reads=())
+    r, reads = run({"wide": 0.65, "own": 0.5, "cnn": 0.7}, identity_reads=("wide",), extra_reads=())
     assert (r["action"], reads) == ("replaced", 1)
     with pytest.raises(ValueError, match="extra_reads"):
         ObscureConfig(extra_reads=("own", "sideways"))
 
 
+def test_a_grey_that_reads_as_the_person_is_drawn_again_until_one_reads_as_another():
+    face, photo = _face(320, 240), _photo(5)
+    cfg = replace(PASTE, verify_identity=True, identity_retries=(), identity_reads=("wide",), extra_reads=())
+
+    def run(fill_reads, **kw):
+        """The replacement reads 0.3 (greyed), then each fill drawn reads the next of ``fill_reads``."""
+        obs = Obscurer(replace(cfg, **kw), finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
+        obs._recogniser = ScriptedRecogniser([0.3] + list(fill_reads))
+        res = obs.obscure(photo)
+        return res, res.faces[0], obs._recogniser.script
+
+    def drawn(img, cell, phase):  # whether img holds exactly this fill over the face's region
+        again = img.copy()
+        grey_out(again, face.box, face.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
+        return np.array_equal(again, img)
+
+    # the first fill reads as another person: kept, read once
+    res, r, left = run([0.9, 0.1])
+    assert (r["action"], r["fill_distance"], r["fill_cell"], r["fill_phase"], r["fill_tries"]) == \
+        ("greyed", 0.9, 0.06, 0.0, 1) and left == [0.1]
+    assert drawn(res.image, 0.06, 0.0)
+    # it reads as the person: shifted by half a square (still close), then squares of 0.05 (far)
+    res, r, left = run([0.5, 0.55, 0.7, 0.1])
+    assert (r["fill_distance"], r["fill_cell"], r["fill_phase"], r["fill_tries"], left) == (0.7, 0.05, 0.0, 3, [0.1])
+    assert drawn(res.image, 0.05, 0.0) and not drawn(res.image, 0.06, 0.0)
+    # every fill reads close: the farthest of the six is drawn back, and the region stays all grey
+    res, r, left = run([0.3, 0.58, 0.4, 0.45, 0.3, 0.2])
+    assert (r["fill_distance"], r["fill_cell"], r["fill_phase"], r["fill_tries"], left) == (0.58, 0.06, 0.5, 6, [])
+    assert drawn(res.image, 0.06, 0.5) and not drawn(res.image, 0.08, 0.5)
+    x0, y0, x1, y1 = r["region"]
+    assert is_grey_fill(res.image[y0:y1, x0:x1]).all()
+    # one size only: its two shifts are all there is to try
+    res, r, _ = run([0.3, 0.4], grey_cells=(0.1,))
+    assert (r["fill_cell"], r["fill_phase"], r["fill_tries"]) == (0.1, 0.5, 2) and drawn(res.image, 0.1, 0.5)
+    # a fill that cannot be read stays as drawn, and the report says why
+    res, r, _ = run([])
+    assert r["action"] == "greyed" and "IndexError" in r["fill_read_failed"] and "fill_distance" not in r
+    assert drawn(res.image, 0.06, 0.0)
+    for bad in ((), (0.0,), (0.6,), "0.06"):
+        with pytest.raises(ValueError, match="grey_cells"):
+            ObscureConfig(grey_cells=bad)
+
+
 def test_the_context_retry_blurs_around_the_face_and_keeps_the_face_sharp():
     face, photo = _face(320, 240), _photo(5)
-    cfg = replace(PASTE, verify_identity=True, identity_retries=("context",))
+    cfg = replace(PASTE, verify_identity=True, identity_retries=("context",), identity_reads=("wide",))
     obs = Obscurer(cfg, finder=Fixed([face]), faces=Painted(), attributes=FixedAttributes())
     obs._recogniser = ScriptedRecogniser([0.9])  # read once: after the blur around it
     res = obs.obscure(photo)
@@ -724,7 +784,7 @@ def test_the_command_feathers_every_face_in_over_its_surroundings_unless_asked_n
     on = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg"]))
     off = obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--no-context-every-face", "--extra-reads", "none"]))
     assert (on.verify_identity, on.context_every_face, off.context_every_face) == (True, True, False)
-    assert (on.identity_reads, on.extra_reads) == (ObscureConfig().identity_reads, ("own", "cnn"))
+    assert (on.identity_reads, on.extra_reads) == (("wide", "cnn"), ("own",))
     assert off.extra_reads == ()
     with pytest.raises(obscure_cli.ObscureError, match="--extra-reads"):
         obscure_cli._config(p.parse_args(["in.jpg", "out.jpg", "--extra-reads", "sideways"]))

@@ -64,8 +64,14 @@ def test_judge_box_offsets_are_medians_against_the_matching_obscurer_box():
     recs = [{"box": [95, 80, 195, 180], "obscurer_box": [100, 100, 200, 200]},  # left 5 %, up 20 %
             {"box": [0, 0, 10, 10]},  # no face of the obscurer's matched this one
             {"box": [100, 90, 200, 190], "obscurer_box": [100, 100, 200, 200]}]  # up 10 %
-    assert judge_box_offsets(recs) == {"faces": 2, "centre_x": -0.025, "centre_y": -0.15, "width": 1.0, "height": 1.0}
-    assert judge_box_offsets([{"box": [0, 0, 1, 1]}]) is None
+    assert judge_box_offsets(recs) == {"square": {"faces": 2, "centre_x": -0.025, "centre_y": -0.15,
+                                                  "width": 1.0, "height": 1.0}}
+    # CenterFace's tall boxes apart: here the judge's box is a square across the middle of one
+    recs.append({"box": [100, 120, 200, 220], "obscurer_box": [100, 100, 200, 240]})
+    assert judge_box_offsets(recs)["tall"] == {"faces": 1, "centre_x": 0.0, "centre_y": 0.0,
+                                               "width": 1.0, "height": round(100 / 140, 3)}
+    assert judge_box_offsets(recs)["square"]["faces"] == 2
+    assert judge_box_offsets([{"box": [0, 0, 1, 1]}]) == {}
 
 
 def test_known_judge_boxes_are_reused_and_checked_against_the_judge():

@@ -149,8 +149,17 @@ def test_grey_out_fills_the_face_region_with_a_grey_checkerboard(faces):
     fill = out[y0:y1, x0:x1]
     assert is_grey_fill(fill).all() and set(np.unique(fill)) == set(GREY_LEVELS)
     cell = max(2, round(GREY_CELL * (f.box[2] - f.box[0])))
-    # squares of 1/25 of the face's width, anchored on the photo's grid
+    # squares of 6 % of the face's width, anchored on the photo's grid
     assert np.array_equal(fill, grey_checker(y1 - y0, x1 - x0, cell, GREY_LEVELS, (x0, y0)))
+    # shifted by half a square, or at another size: the same region, other squares
+    shifted = scene.image.copy()
+    assert grey_out(shifted, f.box, f.landmarks68, margin=0.1, phase=0.5) == b
+    half = int(round(0.5 * cell))
+    assert half and np.array_equal(shifted[y0:y1, x0:x1],
+                                   grey_checker(y1 - y0, x1 - x0, cell, GREY_LEVELS, (x0 + half, y0 + half)))
+    other = scene.image.copy()
+    grey_out(other, f.box, f.landmarks68, margin=0.1, cell=0.1)
+    assert not np.array_equal(other[y0:y1, x0:x1], fill) and is_grey_fill(other[y0:y1, x0:x1]).all()
     flat = scene.image.copy()
     grey_out(flat, f.box, f.landmarks68, margin=0.1, levels=(128, 128))
     assert (flat[y0:y1, x0:x1] == 128).all()

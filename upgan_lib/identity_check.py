@@ -6,6 +6,7 @@ compares each one with the photo as it was, both read in the face's box. A repla
 not clearly another person (closer than ``0.6 + identity_margin``) is replaced more strongly, step
 by step (``identity_retries``: feathered in, over its surroundings blurred, then with its age
 moved), and greyed when every step leaves it so; a blurred or pixelated face is greyed at once.
+A grey is read too, and its checkerboard drawn again where dlib still reads the person in it.
 With ``context_every_face`` (the default), every replaced face is feathered in over its blurred
 surroundings before it is judged at all; without it, only a face that passed closer than
 ``0.6 + feather_margin`` is, and only when that reads farther. A face that reads closer than
@@ -24,7 +25,7 @@ import numpy as np
 
 from .detect import iou
 from .recognise import FaceRecogniser
-from .swap import blur_out, face_region_box, sharpen, swap_face
+from .swap import blur_out, face_region_box, grey_out, sharpen, swap_face
 from .utility import AGE_SCALE
 
 
@@ -43,15 +44,26 @@ def wide_box(box, scale: float = 1.25) -> tuple:
     return cx - hw, cy - hh, cx + hw, cy + hh
 
 
+#: a box taller than this x its width is CenterFace's (forehead to chin); HOG's are square
+TALL_BOX = 1.1
+#: where dlib's CNN (MMOD) detector draws its box around a face boxed square (HOG) or tall
+#: (CenterFace): its centre's shift across and down, as fractions of the box's width and height,
+#: and its width and height as fractions of the box's (medians, see :func:`cnn_like_box`)
+CNN_BOX = {"square": (-0.038, -0.069, 0.896, 0.896), "tall": (-0.047, -0.014, 1.057, 0.82)}
+
+
 def cnn_like_box(box) -> tuple:
     """The box dlib's CNN (MMOD) detector tends to draw around a face HOG or CenterFace boxed as
-    ``box``: its centre 5 % of the width left and 6.5 % of the height up, 2 % smaller (about
-    the medians ``benchmarks/leak_rate.py`` prints for identity photos, where it runs that
-    detector as its judge)."""
+    ``box`` (``CNN_BOX``: the medians ``benchmarks/leak_rate.py`` prints for identity photos,
+    where that detector is its judge: 3,564 and 171 faces). Around HOG's square box: its centre
+    4 % of the width left and 7 % of the height up, 0.9 times the size (the two detectors'
+    pyramids put it at about 0.88 or 1.06 times, about equally often). Around CenterFace's
+    taller box: 5 % left, 1.4 % up, 1.06 times as wide and 0.82 times as tall - a square."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2 - 0.05 * w, (y0 + y1) / 2 - 0.065 * h
-    return cx - 0.49 * w, cy - 0.49 * h, cx + 0.49 * w, cy + 0.49 * h
+    dx, dy, sw, sh = CNN_BOX["tall" if h > TALL_BOX * w else "square"]
+    cx, cy = (x0 + x1) / 2 + dx * w, (y0 + y1) / 2 + dy * h
+    return cx - sw * w / 2, cy - sh * h / 2, cx + sw * w / 2, cy + sh * h / 2
 
 
 READ_BOX = {"own": tuple, "wide": wide_box, "cnn": cnn_like_box}
@@ -174,6 +186,14 @@ class IdentityCheck:
         """dlib descriptor distance between face ``i`` as it was and as it is now, the closest
         over its reads ``before`` (extended, in place, by ``extra_reads`` the first time it reads
         closer than 0.6 + ``extra_reads_margin``); reported."""
+        d = self._closest(photo, i, before)
+        photo.reports[i]["identity_distance"] = round(d, 3)
+        return d
+
+    def _closest(self, photo: "_Photo", i: int, before: list) -> float:
+        """The closest face ``i`` now reads to itself as it was, over its reads ``before``
+        (extended, in place, by ``extra_reads`` the first time it reads closer than 0.6 +
+        ``extra_reads_margin``, which the report lists)."""
         def closest(pairs):
             return min(float(np.linalg.norm(was - self._recogniser.descriptor(photo.out, b))) for b, was in pairs)
 
@@ -185,7 +205,6 @@ class IdentityCheck:
             before.extend(added)
             photo.reports[i]["extra_reads"] = extra
             d = min(d, closest(added))
-        photo.reports[i]["identity_distance"] = round(d, 3)
         return d
 
     def _retry(self, photo: "_Photo", i: int, step: tuple, before: list, d: float | None = None) -> float:
@@ -239,3 +258,33 @@ class IdentityCheck:
         photo.reports[i].pop("region", None)
         self._grey(photo, i, "identity_kept", why)  # greys ``photo.out`` in place
         photo.reports[i]["was"] = done
+        if i in photo.before:
+            self._check_fill(photo, i, photo.before[i])
+
+    def _check_fill(self, photo: "_Photo", i: int, before: list) -> None:
+        """Read face ``i``'s fail-closed fill as a replacement is read (``before``: its reads); one
+        that reads closer than 0.6 + ``identity_margin`` is drawn again, its squares shifted by
+        half a square, then at each further size of ``grey_cells``, until one reads farther,
+        else the farthest is drawn (:class:`ObscureConfig`). The region stays the same, all
+        grey: only the squares move. Reported as ``fill_distance``, ``fill_cell``, ``fill_phase``;
+        a fill that cannot be read is left as it is."""
+        cfg, f, report = self.cfg, photo.found[i], photo.reports[i]
+        tries = [(c, p) for c in cfg.grey_cells for p in (0.0, 0.5)]
+        best = None
+        try:
+            for n, (cell, phase) in enumerate(tries):
+                if n:
+                    grey_out(photo.out, f.box, f.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
+                d = self._closest(photo, i, before)
+                if best is None or d > best[0]:
+                    best = (d, cell, phase)
+                if d >= self._changed_from():
+                    break
+        except Exception as e:  # noqa: BLE001 - the fill hides the face whatever it reads
+            report["fill_read_failed"] = f"{type(e).__name__}: {e}"
+        if best is None:
+            return
+        d, cell, phase = best
+        if (cell, phase) != tries[n]:
+            grey_out(photo.out, f.box, f.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
+        report.update(fill_distance=round(d, 3), fill_cell=cell, fill_phase=phase, fill_tries=n + 1)

@@ -190,8 +190,8 @@ BLANK = 0.9
 
 def blank_distance(recogniser, original: np.ndarray, box, levels=GREY_LEVELS, was: np.ndarray | None = None) -> float:
     """How far ``recogniser`` reads the face in ``box`` of ``original`` from the same box of a
-    blank photo of its size: the fail-closed fill's checkerboard (``levels``, squares 1/25 of the
-    box's width) over all of it. Below ``recogniser.SAME_PERSON``, the recogniser matches this
+    blank photo of its size: the fail-closed fill's checkerboard as first drawn (``levels``, squares
+    ``GREY_CELL`` of the box's width) over all of it. Below ``recogniser.SAME_PERSON``, the recogniser matches this
     face to nothing at all. ``was``: the face's descriptor in ``original``, when already read."""
     h, w = original.shape[:2]
     cell = max(2, int(round(GREY_CELL * (float(box[2]) - float(box[0])))))
@@ -272,21 +272,28 @@ def _best_match(box, boxes: list, min_iou: float = 0.3):
     return best if best is not None and iou(box, best) >= min_iou else None
 
 
-def judge_box_offsets(records: list) -> dict | None:
-    """Where the judge's box lies against the box `upgan obscure` reported for the same face:
-    medians, over the faces both found, of the judge box's centre shift and size, as fractions
-    of the obscurer's box (x to the right, y down). None when no face matched."""
-    rows = []
+def judge_box_offsets(records: list) -> dict:
+    """Where the judge's box lies against the box `upgan obscure` reported for the same face, for
+    square (HOG) and tall (CenterFace, taller than ``TALL_BOX`` x its width) boxes apart: medians,
+    over the faces both found, of the judge box's centre shift and size, as fractions of the
+    obscurer's box (x to the right, y down); the calibration of
+    :func:`upgan_lib.identity_check.cnn_like_box`. A shape no face matched is left out."""
+    from .identity_check import TALL_BOX
+
+    rows = {"square": [], "tall": []}
     for r in records:
         if "obscurer_box" in r:
             (a0, b0, a1, b1), (x0, y0, x1, y1) = r["obscurer_box"], r["box"]
             w, h = a1 - a0, b1 - b0
-            rows.append(((x0 + x1 - a0 - a1) / 2 / w, (y0 + y1 - b0 - b1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
-    if not rows:
-        return None
-    m = np.median(np.array(rows), axis=0)
-    return {"faces": len(rows), "centre_x": round(float(m[0]), 3), "centre_y": round(float(m[1]), 3),
-            "width": round(float(m[2]), 3), "height": round(float(m[3]), 3)}
+            rows["tall" if h > TALL_BOX * w else "square"].append(
+                ((x0 + x1 - a0 - a1) / 2 / w, (y0 + y1 - b0 - b1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
+    out = {}
+    for shape, got in rows.items():
+        if got:
+            m = np.median(np.array(got), axis=0)
+            out[shape] = {"faces": len(got), "centre_x": round(float(m[0]), 3), "centre_y": round(float(m[1]), 3),
+                          "width": round(float(m[2]), 3), "height": round(float(m[3]), 3)}
+    return out
 
 
 class KnownBoxes:

@@ -376,7 +376,7 @@ class Obscurer(IdentityCheck):
     def _grey(self, photo: _Photo, i: int, reason: str, message: str) -> None:
         """Fail closed: a grey checkerboard over face ``i``'s region, reported with why."""
         f = photo.found[i]
-        b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_levels)
+        b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_levels, self.cfg.grey_cells[0])
         photo.reports[i].update(action="greyed", reason=reason, detail=message, region=list(b))
         photo.touched.append((i, list(b)))
 

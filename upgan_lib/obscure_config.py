@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .config import resolve_preset
-from .swap import GREY_LEVELS, SwapConfig
+from .swap import GREY_CELL, GREY_LEVELS, SwapConfig
 
 METHODS = ("upgan", "blur", "pixelate", "ksame", "gray")
 #: the steps ``verify_identity`` may take for a replaced face that is still the same person
@@ -47,8 +47,15 @@ class ObscureConfig:
         ``baselines.opencv_sigma``) or pixelation block, in aligned 128-frame pixels (paper: 5,
         15, 25); scaled by each face's size in the photo, so a face gets the same obscuration
         whatever its resolution.
-    grey_levels, grey_margin: the fail-closed fill: a checkerboard of these two grey levels over
-        the face box grown by margin (:func:`upgan_lib.swap.grey_out`; ``(128, 128)``: flat grey).
+    grey_levels, grey_margin, grey_cells: the fail-closed fill: a checkerboard of these two grey
+        levels over the face box grown by margin, squares ``grey_cells[0]`` x the face's width
+        (:func:`upgan_lib.swap.grey_out`; ``(128, 128)``: flat grey). With ``verify_identity``, a
+        face greyed because it kept its identity has its fill read like a replacement, in the
+        same boxes: dlib's recogniser reads some checkerboards as the people near its average
+        face. A fill that reads closer than ``0.6 + identity_margin`` is drawn again with its
+        squares shifted by half a square, then with each further size of ``grey_cells`` (at
+        both shifts), until one reads farther, else the farthest is kept; the report gives
+        ``fill_distance``, ``fill_cell`` and ``fill_phase``.
     ksame_k: faces averaged by k-same.
     detectors: ("hog", "centerface") (default: every face either finds is obscured), or one of
         them; CenterFace searches every photo at full resolution in tiles and a pyramid
@@ -101,14 +108,17 @@ class ObscureConfig:
     identity_reads: the boxes a face is read in, out of ``READ_BOXES``: ``"own"`` (its box),
         ``"wide"`` (its box grown 1.25 times about its centre), ``"cnn"`` (the box dlib's CNN
         detector tends to draw around it); it counts as changed only if it has changed in each
-        (about 0.1 s per box and read). Default ``("wide",)``: dlib's landmarks, started from a
-        loose box, settle where a generated face still resembles the original more often than
-        from the detector's own box, so the check errs on the side of privacy.
+        (about 0.1 s per box and read). Default ``("wide", "cnn")``: dlib's landmarks, started
+        from a loose box, settle where a generated face still resembles the original more often
+        than from the detector's own box, so the check errs on the side of privacy; and the box
+        another detector would draw is where a face that passed in the wide box still reads as
+        the person most often (``benchmarks/leak_rate.py``: 21 faces the same person to its
+        judge with ``("wide",)`` and the CNN-like box among the extra reads, 18 with both).
     extra_reads, extra_reads_margin: a face that reads closer than ``0.6 + extra_reads_margin``
         in ``identity_reads`` is read in these boxes too, from then on, and counts as changed
         only if it has changed in each (the report lists them under ``extra_reads``): close to
         the threshold, another reader's box is where the person comes back, and reading every
-        face in three boxes would triple the check's time. ``()``: off.
+        face in every box would multiply the check's time. ``()``: off.
     """
 
     method: str = "upgan"
@@ -120,8 +130,8 @@ class ObscureConfig:
     identity_margin: float = 0.03
     context_every_face: bool = True
     feather_margin: float = 0.2
-    identity_reads: tuple = ("wide",)
-    extra_reads: tuple = ("own", "cnn")
+    identity_reads: tuple = ("wide", "cnn")
+    extra_reads: tuple = ("own",)
     extra_reads_margin: float = 0.1
     context_blur: float = 1.0
     context_fade: float = 0.15
@@ -132,6 +142,7 @@ class ObscureConfig:
     strength: int = 25
     grey_levels: tuple = GREY_LEVELS
     grey_margin: float = 0.15
+    grey_cells: tuple = (GREY_CELL, 0.05, 0.08)
     ksame_k: int = 10
     swap: SwapConfig = field(default_factory=SwapConfig)
 
@@ -153,6 +164,10 @@ class ObscureConfig:
             raise ValueError(f"context_fade must be 0 or more, got {self.context_fade}")
         if len(self.grey_levels) != 2 or not all(0 <= int(v) <= 255 for v in self.grey_levels):
             raise ValueError(f"grey_levels must be two grey levels 0-255, got {self.grey_levels!r}")
+        cells = self.grey_cells if isinstance(self.grey_cells, (tuple, list)) else ()
+        if not cells or not all(isinstance(c, (int, float)) and 0 < c <= 0.5 for c in cells):
+            raise ValueError(f"grey_cells must be one or more square sizes above 0 and at most 0.5 of the "
+                             f"face's width, got {self.grey_cells!r}")
         unknown = [r for r in self.identity_retries if r not in IDENTITY_RETRIES]
         if unknown:
             raise ValueError(f"unknown identity retry {unknown[0]!r}: use any of {', '.join(IDENTITY_RETRIES)}")

@@ -204,8 +204,8 @@ def blur_out(image: np.ndarray, region, sigma: float, fade: float) -> tuple:
 
 #: the two grey levels of the fail-closed fill's checkerboard
 GREY_LEVELS = (64, 192)
-#: its cell, as a fraction of the face box's width (1/25: about 4 px of dlib's 150 px chip)
-GREY_CELL = 0.04
+#: its cell, as a fraction of the face box's width (1/16: about 9 px of dlib's 150 px chip)
+GREY_CELL = 0.06
 
 
 def grey_checker(height: int, width: int, cell: int, levels=GREY_LEVELS, origin=(0, 0)) -> np.ndarray:
@@ -223,9 +223,10 @@ def is_grey_fill(pixels: np.ndarray, levels=GREY_LEVELS) -> np.ndarray:
 
 
 def grey_out(image: np.ndarray, box, landmarks68: np.ndarray | None = None, margin: float = 0.15,
-             levels=GREY_LEVELS, cell: float = GREY_CELL) -> tuple:
+             levels=GREY_LEVELS, cell: float = GREY_CELL, phase: float = 0.0) -> tuple:
     """Fail-closed obscuration, in place: fill the face's region (see :func:`face_region_box`)
-    with a grey checkerboard (:func:`grey_checker`, squares ``cell`` x the box's width).
+    with a grey checkerboard (:func:`grey_checker`, squares ``cell`` x the box's width, shifted
+    by ``phase`` of a square along both axes).
 
     Nothing of the face is left either way; dlib's face recogniser reads a flat grey square as
     an average face, closer than 0.6 to the people near the average, and this board farther
@@ -236,7 +237,8 @@ def grey_out(image: np.ndarray, box, landmarks68: np.ndarray | None = None, marg
     x0, y0, x1, y1 = b
     if x1 > x0 and y1 > y0:
         size = max(2, int(round(cell * (float(box[2]) - float(box[0])))))
-        image[y0:y1, x0:x1] = grey_checker(y1 - y0, x1 - x0, size, levels, (x0, y0))
+        shift = int(round(phase * size))
+        image[y0:y1, x0:x1] = grey_checker(y1 - y0, x1 - x0, size, levels, (x0 + shift, y0 + shift))
     return b
 
 
