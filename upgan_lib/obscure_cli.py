@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rotations", action="store_true",
                    help="do not search a photo turned by 90/180/270 degrees when no face is found upright")
     p.add_argument("--verify-identity", action=argparse.BooleanOptionalAction, default=True,
-                   help="check every obscured face with dlib's recogniser (~0.1 s/face): a replaced face that is "
+                   help="check every obscured face with dlib's recogniser (~0.3 s/face): a replaced face that is "
                         "not clearly another person (distance < 0.63) is replaced more strongly (with its age moved "
                         "20, then 35 years), and greyed if it still is; a blurred/pixelated one is greyed (default: on)")
     p.add_argument("--context-every-face", action=argparse.BooleanOptionalAction, default=True,
@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-reads", default=",".join(ObscureConfig().identity_reads),
                    help="the boxes each face is read in for the identity check, any of own (its box), wide (1.25x "
                         "its box), cnn (where dlib's CNN detector would box it); it has to read as another person "
-                        "in all of them (about 0.1 s per box and face; default: %(default)s)")
+                        "in all of them (about 0.15 s per box and face; default: %(default)s)")
     p.add_argument("--extra-reads", default=",".join(ObscureConfig().extra_reads),
                    help="the boxes a face is read in as well once it reads closer than 0.6 + --extra-reads-margin "
                         "(any of own, wide, cnn, or none); it has to read as another person in each "

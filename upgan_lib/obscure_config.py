@@ -72,7 +72,7 @@ class ObscureConfig:
         ``identity_retries``); a face unchanged after the last step, and a blurred or pixelated
         one, is greyed (reason ``identity_kept``). Every face is compared with the photo as it
         was (a face found turned too), and a face is checked again when another face's change
-        (a retry, a grey, a face found turned) overlaps it afterwards. About 0.1 s per face on
+        (a retry, a grey, a face found turned) overlaps it afterwards. About 0.3 s per face on
         one CPU thread; off here so that the paper's pipeline is what the chapters show, on in
         ``upgan obscure`` (``--no-verify-identity`` turns it off).
     identity_retries: the steps tried, in order, for a replaced face that is still the same
@@ -108,12 +108,13 @@ class ObscureConfig:
     identity_reads: the boxes a face is read in, out of ``READ_BOXES``: ``"own"`` (its box),
         ``"wide"`` (its box grown 1.25 times about its centre), ``"cnn"`` (the box dlib's CNN
         detector tends to draw around it); it counts as changed only if it has changed in each
-        (about 0.1 s per box and read). Default ``("wide", "cnn")``: dlib's landmarks, started
+        (about 0.15 s per box). Default ``("wide", "cnn")``: dlib's landmarks, started
         from a loose box, settle where a generated face still resembles the original more often
         than from the detector's own box, so the check errs on the side of privacy; and the box
         another detector would draw is where a face that passed in the wide box still reads as
         the person most often (``benchmarks/leak_rate.py``: 21 faces the same person to its
-        judge with ``("wide",)`` and the CNN-like box among the extra reads, 18 with both).
+        judge with ``("wide",)`` and the CNN-like box among the extra reads, 18 with both; the
+        second box costs about 0.15 s per face).
     extra_reads, extra_reads_margin: a face that reads closer than ``0.6 + extra_reads_margin``
         in ``identity_reads`` is read in these boxes too, from then on, and counts as changed
         only if it has changed in each (the report lists them under ``extra_reads``): close to
