@@ -25,7 +25,7 @@ import numpy as np
 
 from .detect import iou
 from .recognise import FaceRecogniser
-from .swap import blur_out, face_region_box, grey_out, sharpen, swap_face
+from .swap import blur_out, face_region_box, sharpen, swap_face
 from .utility import AGE_SCALE
 
 
@@ -52,6 +52,13 @@ TALL_BOX = 1.1
 CNN_BOX = {"square": (-0.038, -0.069, 0.896, 0.896), "tall": (-0.047, -0.014, 1.057, 0.82)}
 
 
+def box_shape(box) -> str:
+    """``"tall"`` for a box taller than ``TALL_BOX`` x its width (CenterFace's), else ``"square"``
+    (HOG's): the key of ``CNN_BOX``."""
+    x0, y0, x1, y1 = box
+    return "tall" if y1 - y0 > TALL_BOX * (x1 - x0) else "square"
+
+
 def cnn_like_box(box) -> tuple:
     """The box dlib's CNN (MMOD) detector tends to draw around a face HOG or CenterFace boxed as
     ``box`` (``CNN_BOX``: the medians ``benchmarks/leak_rate.py`` prints for identity photos,
@@ -61,7 +68,7 @@ def cnn_like_box(box) -> tuple:
     taller box: 5 % left, 1.4 % up, 1.06 times as wide and 0.82 times as tall - a square."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    dx, dy, sw, sh = CNN_BOX["tall" if h > TALL_BOX * w else "square"]
+    dx, dy, sw, sh = CNN_BOX[box_shape(box)]
     cx, cy = (x0 + x1) / 2 + dx * w, (y0 + y1) / 2 + dy * h
     return cx - sw * w / 2, cy - sh * h / 2, cx + sw * w / 2, cy + sh * h / 2
 
@@ -73,7 +80,7 @@ STEP_NAMES = {"alpha": "feathered", "context": "context_blurred"}
 
 class IdentityCheck:
     """The identity check's steps. Mixed into :class:`upgan_lib.obscure.Obscurer`, whose
-    ``cfg``, ``faces`` and ``_grey`` they use, over the ``_Photo`` being obscured."""
+    ``cfg``, ``faces``, ``_grey`` and ``_fill`` they use, over the ``_Photo`` being obscured."""
 
     def _verify_identity(self, photo: "_Photo") -> None:
         """``verify_identity``: each face replaced/blurred/pixelated is compared with the original
@@ -268,13 +275,13 @@ class IdentityCheck:
         else the farthest is drawn (:class:`ObscureConfig`). The region stays the same, all
         grey: only the squares move. Reported as ``fill_distance``, ``fill_cell``, ``fill_phase``;
         a fill that cannot be read is left as it is."""
-        cfg, f, report = self.cfg, photo.found[i], photo.reports[i]
-        tries = [(c, p) for c in cfg.grey_cells for p in (0.0, 0.5)]
+        report = photo.reports[i]
+        tries = [(c, p) for c in self.cfg.grey_cells for p in (0.0, 0.5)]
         best = None
         try:
             for n, (cell, phase) in enumerate(tries):
                 if n:
-                    grey_out(photo.out, f.box, f.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
+                    self._fill(photo, i, cell, phase)
                 d = self._closest(photo, i, before)
                 if best is None or d > best[0]:
                     best = (d, cell, phase)
@@ -286,5 +293,5 @@ class IdentityCheck:
             return
         d, cell, phase = best
         if (cell, phase) != tries[n]:
-            grey_out(photo.out, f.box, f.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
+            self._fill(photo, i, cell, phase)
         report.update(fill_distance=round(d, 3), fill_cell=cell, fill_phase=phase, fill_tries=n + 1)

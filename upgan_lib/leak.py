@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from .detect import iou
+from .identity_check import box_shape
 from .swap import GREY_CELL, GREY_LEVELS, grey_checker, is_grey_fill
 
 
@@ -274,18 +275,16 @@ def _best_match(box, boxes: list, min_iou: float = 0.3):
 
 def judge_box_offsets(records: list) -> dict:
     """Where the judge's box lies against the box `upgan obscure` reported for the same face, for
-    square (HOG) and tall (CenterFace, taller than ``TALL_BOX`` x its width) boxes apart: medians,
+    square (HOG) and tall (CenterFace) boxes apart (:func:`upgan_lib.identity_check.box_shape`): medians,
     over the faces both found, of the judge box's centre shift and size, as fractions of the
     obscurer's box (x to the right, y down); the calibration of
     :func:`upgan_lib.identity_check.cnn_like_box`. A shape no face matched is left out."""
-    from .identity_check import TALL_BOX
-
     rows = {"square": [], "tall": []}
     for r in records:
         if "obscurer_box" in r:
             (a0, b0, a1, b1), (x0, y0, x1, y1) = r["obscurer_box"], r["box"]
             w, h = a1 - a0, b1 - b0
-            rows["tall" if h > TALL_BOX * w else "square"].append(
+            rows[box_shape(r["obscurer_box"])].append(
                 ((x0 + x1 - a0 - a1) / 2 / w, (y0 + y1 - b0 - b1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h))
     out = {}
     for shape, got in rows.items():

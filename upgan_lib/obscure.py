@@ -375,10 +375,17 @@ class Obscurer(IdentityCheck):
 
     def _grey(self, photo: _Photo, i: int, reason: str, message: str) -> None:
         """Fail closed: a grey checkerboard over face ``i``'s region, reported with why."""
-        f = photo.found[i]
-        b = grey_out(photo.out, f.box, f.landmarks68, self.cfg.grey_margin, self.cfg.grey_levels, self.cfg.grey_cells[0])
+        b = self._fill(photo, i)
         photo.reports[i].update(action="greyed", reason=reason, detail=message, region=list(b))
         photo.touched.append((i, list(b)))
+
+    def _fill(self, photo: _Photo, i: int, cell: float | None = None, phase: float = 0.0) -> tuple:
+        """Draw the fail-closed fill over face ``i``'s region of ``photo.out``, in place: squares
+        ``cell`` x its width (None: ``grey_cells[0]``) shifted by ``phase`` of a square. Returns
+        the region, the same whatever the squares."""
+        f, cfg = photo.found[i], self.cfg
+        cell = cfg.grey_cells[0] if cell is None else cell
+        return grey_out(photo.out, f.box, f.landmarks68, cfg.grey_margin, cfg.grey_levels, cell, phase)
 
     def _prepare_all(self, photo: _Photo) -> dict:
         """Aligned faces by index (:meth:`_prepare`). A face that cannot be aligned is greyed when
